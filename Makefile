@@ -1,0 +1,40 @@
+# Two commands for a fresh machine: `make demo` and `make test` (they create the venv).
+PYTHON310 ?= $(HOME)/.pyenv/versions/3.10.13/bin/python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+WORKDIR ?= demo_workdir
+
+.PHONY: install demo test test-fast lint format bench clean
+
+$(STAMP): setup.py constraints.txt
+	@test -x "$(PYTHON310)" || { echo "Python 3.10 not found at $(PYTHON310): TFX 1.16 needs it (set PYTHON310=/path/to/python3.10)."; exit 1; }
+	$(PYTHON310) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip==26.3" "setuptools==69.5.1" "wheel==0.48.0"
+	$(BIN)/pip install --quiet --progress-bar off -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/image-pipeline demo --workdir $(WORKDIR)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -ra tests
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -ra -m "not slow" tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/transformed_format.py
+
+clean:
+	rm -rf $(WORKDIR) tfx_root serving .pytest_cache

@@ -1,0 +1,212 @@
+"""Keras model building: backbone registry, classifier head and the two training stages.
+
+The model takes float pixels in [0, 255] (``[batch, size, size, 3]``); each
+backbone's own preprocessing runs inside the model, so serving only has to
+decode and resize. We use Keras 3 (``import keras``) throughout and never
+``tf.keras``, so the outcome does not depend on TF_USE_LEGACY_KERAS or import order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Callable
+
+import keras
+
+BACKBONE_LAYER_NAME = "backbone"
+OUTPUT_LAYER_NAME = "probabilities"
+FROM_SCRATCH_BN_MOMENTUM = 0.9
+WEIGHTS_HELP = (
+    "Pass a local weights file instead (--weights /path/to/backbone.weights.h5 or a Keras "
+    "application .h5 file downloaded on a machine with network access, e.g. from "
+    "https://storage.googleapis.com/tensorflow/keras-applications/), or --weights none to "
+    "train from scratch."
+)
+
+
+class WeightsError(RuntimeError):
+    """Pretrained weights could not be loaded."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one Keras applications backbone.
+
+    Attributes:
+      constructor: The ``keras.applications`` function.
+      preprocessing: Builds the layer mapping [0, 255] RGB pixels to the
+        backbone's expected input.
+      min_size: Smallest input side the architecture accepts.
+      has_alpha: Whether the constructor takes a width multiplier ``alpha``.
+    """
+
+    constructor: Callable[..., keras.Model]
+    preprocessing: Callable[[], keras.layers.Layer]
+    min_size: int
+    has_alpha: bool = False
+
+
+def _scale_minus_one_to_one() -> keras.layers.Layer:
+    return keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")
+
+
+def _identity() -> keras.layers.Layer:
+    return keras.layers.Identity(name="preprocess")
+
+
+def _caffe() -> keras.layers.Layer:
+    # RGB -> BGR and ImageNet mean subtraction, as keras.applications.resnet50.preprocess_input.
+    return keras.layers.Lambda(keras.applications.resnet50.preprocess_input, name="preprocess")
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "MobileNetV2": BackboneSpec(keras.applications.MobileNetV2, _scale_minus_one_to_one, 32, has_alpha=True),
+    "EfficientNetB0": BackboneSpec(keras.applications.EfficientNetB0, _identity, 32),
+    "ResNet50": BackboneSpec(keras.applications.ResNet50, _caffe, 32),
+}
+
+
+def get_backbone_spec(name: str) -> BackboneSpec:
+    """Looks up a backbone by name, with a clear error for unknown names."""
+    if name not in BACKBONES:
+        raise ValueError(f"Unknown backbone. Expected one of {sorted(BACKBONES)}. Received: backbone={name!r}")
+    return BACKBONES[name]
+
+
+def build_backbone(name: str, image_size: int, weights: str, alpha: float = 1.0) -> keras.Model:
+    """Builds a headless backbone with ``imagenet``, ``none`` or file weights.
+
+    Raises:
+      ValueError: On an unknown backbone or an input size below its minimum.
+      WeightsError: If the weights cannot be downloaded or loaded.
+    """
+    spec = get_backbone_spec(name)
+    if image_size < spec.min_size:
+        raise ValueError(f"{name} needs image_size >= {spec.min_size}. Received: image_size={image_size}")
+    kwargs = {"input_shape": (image_size, image_size, 3), "include_top": False}
+    if spec.has_alpha:
+        kwargs["alpha"] = alpha
+    if weights == "imagenet":
+        try:
+            backbone = spec.constructor(weights="imagenet", **kwargs)
+        except Exception as error:  # Keras raises bare Exception on a failed download.
+            raise WeightsError(f"Could not load ImageNet weights for {name}: {error}. {WEIGHTS_HELP}") from error
+    else:
+        backbone = spec.constructor(weights=None, **kwargs)
+        if weights == "none":
+            _speed_up_batchnorm_statistics(backbone)
+        else:
+            load_weights_file(backbone, weights)
+    backbone.name = BACKBONE_LAYER_NAME
+    return backbone
+
+
+def _speed_up_batchnorm_statistics(backbone: keras.Model) -> None:
+    """From scratch, BatchNorm moving statistics start at 0/1; with the
+    applications' momentum of 0.999 they take thousands of steps to follow the
+    data, and eval outputs stay near uniform meanwhile. 0.9 tracks within tens."""
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = FROM_SCRATCH_BN_MOMENTUM
+
+
+def load_weights_file(backbone: keras.Model, path: str) -> None:
+    """Loads a weights file into ``backbone``, naming the file on failure."""
+    if not os.path.exists(path):
+        raise WeightsError(f"Weights file not found: {path}. {WEIGHTS_HELP}")
+    try:
+        backbone.load_weights(path)
+    except Exception as error:  # noqa: BLE001 (h5py and Keras raise many types)
+        raise WeightsError(
+            f"Weights file {path} does not fit backbone {backbone.name!r} "
+            f"({len(backbone.weights)} weight tensors): {error}"
+        ) from error
+    logging.info("Loaded backbone weights from %s", path)
+
+
+def augmentation(seed: int) -> keras.Sequential:
+    """Random flip, rotation and zoom; Keras runs these only when training."""
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomRotation(0.1, seed=seed),
+            keras.layers.RandomZoom(0.1, seed=seed),
+        ],
+        name="augmentation",
+    )
+
+
+def build_classifier(
+    backbone: keras.Model,
+    backbone_name: str,
+    num_classes: int,
+    dropout: float,
+    backbone_inference_mode: bool = True,
+) -> keras.Model:
+    """The inference model: pixels -> preprocessing -> backbone -> pooling -> dropout -> Dense.
+
+    Args:
+      backbone: A headless backbone from :func:`build_backbone`.
+      backbone_name: Its registry name (selects the preprocessing).
+      num_classes: Number of output classes.
+      dropout: Dropout rate before the output layer.
+      backbone_inference_mode: Call the backbone with ``training=False`` so its
+        BatchNorm layers use their moving statistics (transfer learning). Use
+        False only when training from scratch.
+
+    Returns:
+      The classifier; its output layer is a float32 softmax named ``probabilities``.
+    """
+    if num_classes < 2:
+        raise ValueError(f"A classifier needs at least 2 classes. Received: num_classes={num_classes}")
+    size = backbone.input_shape[1]
+    inputs = keras.Input(shape=(size, size, 3), name="pixels")
+    x = get_backbone_spec(backbone_name).preprocessing()(inputs)
+    x = backbone(x, training=False) if backbone_inference_mode else backbone(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name=OUTPUT_LAYER_NAME)(x)
+    return keras.Model(inputs, outputs, name="classifier")
+
+
+def training_model(classifier: keras.Model, augment: bool, seed: int) -> keras.Model:
+    """The model to fit: the classifier behind the augmentation layers.
+
+    The augmentation layers (random flip, rotation, zoom) are left out of the
+    exported classifier, so serving never sees them; they share its weights.
+    """
+    if not augment:
+        return classifier
+    size = classifier.input_shape[1]
+    inputs = keras.Input(shape=(size, size, 3), name="pixels")
+    return keras.Model(inputs, classifier(augmentation(seed)(inputs)), name="classifier_training")
+
+
+def freeze_backbone(model: keras.Model) -> None:
+    """Stage 1: only the head trains."""
+    model.get_layer(BACKBONE_LAYER_NAME).trainable = False
+
+
+def unfreeze_top_layers(model: keras.Model, num_layers: int) -> list[str]:
+    """Stage 2: unfreezes the top ``num_layers`` backbone layers, BatchNorm excepted.
+
+    Returns:
+      Names of the backbone layers that are now trainable.
+    """
+    backbone = model.get_layer(BACKBONE_LAYER_NAME)
+    backbone.trainable = True
+    cutoff = max(len(backbone.layers) - num_layers, 0)
+    for index, layer in enumerate(backbone.layers):
+        layer.trainable = index >= cutoff and not isinstance(layer, keras.layers.BatchNormalization)
+    return [layer.name for layer in backbone.layers if layer.trainable and layer.weights]
+
+
+def compile_model(model: keras.Model, learning_rate: float) -> None:
+    """Adam + sparse categorical cross-entropy, accuracy as metric."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )

@@ -1,0 +1,218 @@
+"""TFX Trainer user module: two-stage transfer learning and a SavedModel for serving.
+
+Stage 1 trains a new head on a frozen backbone; stage 2 unfreezes the top layers
+(BatchNorm stays frozen, the backbone runs in inference mode) at a low learning
+rate. The model keeps the better stage by eval accuracy. The export serves raw
+encoded images (``serving_default``) and tf.Examples (``serving_examples``), and
+exposes the TFT graph (``transform_features``) for the Evaluator.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from components.modules import features, model as model_lib
+
+IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
+LABEL_XF = features.transformed_name(features.LABEL_KEY)
+SUMMARY_FILE = "training_summary.json"
+
+
+def _dataset(
+    fn_args: tfx.components.FnArgs,
+    tf_transform_output: tft.TFTransformOutput,
+    file_pattern: list[str],
+    config: dict[str, Any],
+    train: bool,
+) -> tf.data.Dataset:
+    """Batches of (float pixels [b, s, s, 3], class index [b]) for one pass."""
+    dataset = fn_args.data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(
+            batch_size=config["batch_size"],
+            label_key=LABEL_XF,
+            num_epochs=1,
+            shuffle=train,
+            shuffle_seed=config["seed"],
+        ),
+        tf_transform_output.transformed_metadata.schema,
+    )
+    size = config["image_size"]
+    return dataset.map(
+        lambda xf, label: (features.decode_transformed(xf[IMAGE_XF], size), tf.reshape(label, [-1])),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    ).prefetch(tf.data.AUTOTUNE)
+
+
+def _fit_stage(
+    classifier: keras.Model,
+    train: tf.data.Dataset,
+    evaluation: tf.data.Dataset,
+    epochs: tuple[int, int],
+    log_dir: str,
+) -> dict[str, list[float]]:
+    """Runs epochs ``[first, last)`` and returns the per-epoch history."""
+    history = classifier.fit(
+        train,
+        validation_data=evaluation,
+        initial_epoch=epochs[0],
+        epochs=epochs[1],
+        callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir)],
+        verbose=2,
+    )
+    return {key: [float(value) for value in values] for key, values in history.history.items()}
+
+
+def _eval_accuracy(classifier: keras.Model, evaluation: tf.data.Dataset) -> float:
+    return float(classifier.evaluate(evaluation, verbose=0, return_dict=True)["accuracy"])
+
+
+def train_two_stages(
+    classifier: keras.Model,
+    train: tf.data.Dataset,
+    evaluation: tf.data.Dataset,
+    config: dict[str, Any],
+    log_dir: str,
+) -> dict[str, Any]:
+    """Stage 1 (head), stage 2 (top layers); keeps the better stage.
+
+    Args:
+      classifier: The model from ``model.build_classifier``; trained in place.
+      train: Training batches.
+      evaluation: Eval batches (also used to pick the stage).
+      config: The trainer settings.
+      log_dir: TensorBoard log folder.
+
+    Returns:
+      The training summary: histories, eval accuracy per stage, the stage kept
+      and the layers trained in stage 2.
+    """
+    from_scratch = config["weights"] == "none"
+    if from_scratch:
+        logging.info("weights=none: the whole network trains from scratch; stage 2 is skipped.")
+    else:
+        model_lib.freeze_backbone(classifier)
+    fitted = model_lib.training_model(classifier, config["augment"], config["seed"])
+    model_lib.compile_model(fitted, config["stage1_learning_rate"])
+    first = config["stage1_epochs"]
+    summary: dict[str, Any] = {"stage1": _fit_stage(fitted, train, evaluation, (0, first), log_dir)}
+    summary["head_only_eval_accuracy"] = _eval_accuracy(fitted, evaluation)
+    summary["kept_stage"] = 1
+    logging.info("Stage 1 eval accuracy: %.4f", summary["head_only_eval_accuracy"])
+    if from_scratch or config["stage2_epochs"] == 0:
+        return summary
+    stage1_weights = classifier.get_weights()
+    summary["stage2_trainable_layers"] = model_lib.unfreeze_top_layers(classifier, config["fine_tune_layers"])
+    model_lib.compile_model(fitted, config["stage2_learning_rate"])
+    last = first + config["stage2_epochs"]
+    summary["stage2"] = _fit_stage(fitted, train, evaluation, (first, last), log_dir)
+    summary["fine_tuned_eval_accuracy"] = _eval_accuracy(fitted, evaluation)
+    logging.info("Stage 2 eval accuracy: %.4f", summary["fine_tuned_eval_accuracy"])
+    if summary["fine_tuned_eval_accuracy"] < summary["head_only_eval_accuracy"]:
+        logging.warning(
+            "Fine-tuning lowered eval accuracy from %.4f to %.4f; keeping the stage 1 (head-only) model.",
+            summary["head_only_eval_accuracy"],
+            summary["fine_tuned_eval_accuracy"],
+        )
+        classifier.set_weights(stage1_weights)
+    else:
+        summary["kept_stage"] = 2
+    return summary
+
+
+def _serving_signatures(
+    classifier: keras.Model,
+    tf_transform_output: tft.TFTransformOutput,
+    class_names: list[str],
+    image_size: int,
+    top_k: int,
+) -> dict[str, Any]:
+    """serving_default (encoded images), serving_examples and transform_features."""
+    classifier.tft_layer = tf_transform_output.transform_features_layer()
+    names = tf.constant(class_names)
+    k = min(top_k, len(class_names))
+    raw_spec = tf_transform_output.raw_feature_spec()
+    image_spec = {features.IMAGE_KEY: raw_spec[features.IMAGE_KEY]}
+
+    def predict(raw_features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        transformed = classifier.tft_layer(raw_features)
+        probabilities = classifier(features.decode_transformed(transformed[IMAGE_XF], image_size), training=False)
+        scores, class_ids = tf.math.top_k(probabilities, k=k)
+        return {
+            "classes": tf.gather(names, class_ids),
+            "class_ids": class_ids,
+            "scores": scores,
+            "probabilities": probabilities,
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve_images(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        return predict({features.IMAGE_KEY: tf.reshape(image_bytes, [-1, 1])})
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        return predict(tf.io.parse_example(examples, image_spec))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        parsed = tf.io.parse_example(examples, raw_spec)
+        return {LABEL_XF: classifier.tft_layer(parsed)[LABEL_XF]}
+
+    return {
+        "serving_default": serve_images.get_concrete_function(),
+        "serving_examples": serve_examples.get_concrete_function(),
+        "transform_features": transform_features.get_concrete_function(),
+    }
+
+
+def _write_summary(summary: dict[str, Any], model_run_dir: str) -> None:
+    tf.io.gfile.makedirs(model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(model_run_dir, SUMMARY_FILE), "w") as handle:
+        json.dump(summary, handle, indent=2, sort_keys=True)
+
+
+# TFX Trainer will call this function.
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """Trains the classifier in two stages and exports the serving SavedModel.
+
+    Args:
+      fn_args: TFX Trainer arguments; ``custom_config`` holds the pipeline
+        config's trainer settings (see ``PipelineConfig.trainer_config``).
+    """
+    config = dict(fn_args.custom_config)
+    keras.utils.set_random_seed(config["seed"])
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    class_names = [name.decode("utf-8") for name in tf_transform_output.vocabulary_by_name(features.LABEL_VOCAB_NAME)]
+    logging.info("Training on %d classes: %s", len(class_names), class_names)
+    train = _dataset(fn_args, tf_transform_output, fn_args.train_files, config, train=True)
+    evaluation = _dataset(fn_args, tf_transform_output, fn_args.eval_files, config, train=False)
+    backbone = model_lib.build_backbone(
+        config["backbone"], config["image_size"], config["weights"], config["backbone_alpha"]
+    )
+    classifier = model_lib.build_classifier(
+        backbone,
+        config["backbone"],
+        num_classes=len(class_names),
+        dropout=config["dropout"],
+        backbone_inference_mode=config["weights"] != "none",
+    )
+    summary = train_two_stages(classifier, train, evaluation, config, os.path.join(fn_args.model_run_dir, "logs"))
+    summary.update(class_names=class_names, config=config, trainable_params=int(
+        np.sum([np.prod(w.shape) for w in classifier.trainable_weights])
+    ))
+    _write_summary(summary, fn_args.model_run_dir)
+    signatures = _serving_signatures(
+        classifier, tf_transform_output, class_names, config["image_size"], config["top_k"]
+    )
+    tf.saved_model.save(classifier, fn_args.serving_model_dir, signatures=signatures)
+    logging.info("Exported the serving model to %s", fn_args.serving_model_dir)

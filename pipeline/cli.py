@@ -1,0 +1,136 @@
+"""The ``image-pipeline`` command: run, demo, predict, pretrain, generate-data.
+
+Configuration is parsed here, once, into a typed ``PipelineConfig``; every
+config field is also a flag (``--image-size 96``), and flags override the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from typing import Any
+
+import click
+
+from pipeline import config as config_lib
+
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+def _setup_logging(verbose: bool) -> None:
+    from absl import logging as absl_logging
+
+    logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT, force=True)
+    absl_logging.set_verbosity(absl_logging.INFO if verbose else absl_logging.WARNING)
+    for name in ("apache_beam", "absl", "tensorflow"):
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def _config_options(function: Any) -> Any:
+    """Adds one flag per PipelineConfig field (the dataclass is the one source)."""
+    click_types = {"int": int, "float": float, "str": str}
+    for field in reversed(dataclasses.fields(config_lib.PipelineConfig)):
+        flag = field.name.replace("_", "-")
+        help_text = f"Config field {field.name} (default: {field.default if field.default is not dataclasses.MISSING else 'required'})."
+        if field.type == "bool":
+            option = click.option(f"--{flag}/--no-{flag}", field.name, default=None, help=help_text)
+        elif field.type.startswith("tuple"):
+            option = click.option(
+                "--beam-arg", field.name, multiple=True, help="A Beam pipeline flag, repeatable (e.g. --beam-arg=--direct_num_workers=2)."
+            )
+        else:
+            option = click.option(f"--{flag}", field.name, type=click_types[field.type], default=None, help=help_text)
+        function = option(function)
+    return function
+
+
+def config_from_flags(config_file: str | None, flags: dict[str, Any]) -> config_lib.PipelineConfig:
+    """File values, then flags that were given (empty repeatable flags count as unset)."""
+    overrides = {key: value for key, value in flags.items() if value not in (None, ())}
+    return config_lib.load_config(config_file, overrides)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Show TFX/Beam/TensorFlow INFO logs too.")
+def main(verbose: bool) -> None:
+    """Transfer-learning image classification on TFX."""
+    _setup_logging(verbose)
+
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML or JSON config file.")
+@_config_options
+def run(config_file: str | None, **flags: Any) -> None:
+    """Run the whole pipeline locally on a folder of labelled images."""
+    from pipeline import local_runner
+
+    try:
+        config = config_from_flags(config_file, flags)
+        local_runner.preflight(config)
+    except (config_lib.ConfigError, ValueError, RuntimeError) as error:
+        raise click.ClickException(str(error)) from error
+    report = local_runner.run(config)
+    click.echo(report.format())
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--model-dir", required=True, help="A pushed model base path (newest version is used) or a SavedModel folder.")
+@click.option("--top-k", default=3, show_default=True, help="Classes shown per image.")
+def predict(images: tuple[str, ...], model_dir: str, top_k: int) -> None:
+    """Classify image files with a pushed model."""
+    from pipeline import predict as predict_lib
+
+    try:
+        predictions = predict_lib.predict_files(model_dir, list(images))
+    except FileNotFoundError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(predict_lib.format_table(predictions, top_k))
+
+
+@main.command("generate-data")
+@click.option("--out", required=True, help="Output folder (one sub-folder per class).")
+@click.option("--domain", type=click.Choice(["target", "source"]), default="target", show_default=True)
+@click.option("--per-class", default=100, show_default=True)
+@click.option("--image-size", default=96, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def generate_data(out: str, domain: str, per_class: int, image_size: int, seed: int) -> None:
+    """Generate the synthetic shape data set used by the demo."""
+    from pipeline import demo_data
+
+    classes = demo_data.TARGET_CLASSES if domain == "target" else demo_data.SOURCE_CLASSES
+    count = demo_data.generate(out, classes, per_class, image_size, seed)
+    click.echo(f"Wrote {count} images to {out}")
+
+
+@main.command()
+@click.option("--data-root", required=True, help="Source-domain folder, one sub-folder per class.")
+@click.option("--out", required=True, help="Output weights file (*.weights.h5).")
+@click.option("--backbone", default="MobileNetV2", show_default=True)
+@click.option("--backbone-alpha", default=0.35, show_default=True)
+@click.option("--image-size", default=96, show_default=True)
+@click.option("--epochs", default=6, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def pretrain(data_root: str, out: str, backbone: str, backbone_alpha: float, image_size: int, epochs: int, seed: int) -> None:
+    """Pretrain a backbone from scratch on a source folder (offline stand-in for ImageNet)."""
+    from pipeline import pretrain as pretrain_lib
+
+    metrics = pretrain_lib.pretrain_backbone(data_root, out, backbone, image_size, backbone_alpha, epochs, seed=seed)
+    click.echo(f"Saved {out}: {metrics}")
+
+
+@main.command()
+@click.option("--workdir", default="demo_workdir", show_default=True, help="Where data, pipeline root and serving dir go.")
+def demo(workdir: str) -> None:
+    """Generate the embedded data, transfer a pretrained backbone, gate, push, predict."""
+    from pipeline import demo as demo_lib
+
+    try:
+        sys.exit(demo_lib.run_demo(workdir))
+    except (config_lib.ConfigError, ValueError, RuntimeError) as error:
+        raise click.ClickException(str(error)) from error
+
+
+if __name__ == "__main__":
+    main()

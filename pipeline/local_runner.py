@@ -1,0 +1,61 @@
+"""Runs the pipeline on this machine: LocalDagRunner (default) or BeamDagRunner."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from tfx import v1 as tfx
+from tfx.components.example_gen import utils as example_gen_utils
+from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+
+from components import image_files
+from components.modules import model as model_lib
+from pipeline.config import PipelineConfig
+from pipeline.pipeline import create_pipeline
+from pipeline.run_report import RunReport, read_run_report
+
+
+def preflight(config: PipelineConfig) -> None:
+    """Fails fast, before any Beam or training work, on a bad data root or weights.
+
+    Raises:
+      image_files.NoImagesError: If the (latest span of the) data root holds no
+        class folder with a file in it.
+      model_lib.WeightsError: If the weights cannot be loaded.
+      ValueError: On an unknown backbone or a too small image size.
+    """
+    split = tfx.proto.Input.Split(name="images", pattern=config.input_pattern)
+    if not os.path.isdir(config.data_root):
+        raise image_files.NoImagesError(f"Data root {config.data_root!r} does not exist or is not a folder.")
+    try:
+        # Resolves {SPAN}/{VERSION} in place exactly as the ExampleGen driver will.
+        example_gen_utils.calculate_splits_fingerprint_span_and_version(config.data_root, [split])
+    except ValueError as error:
+        raise image_files.NoImagesError(
+            f"No images found under {config.data_root!r} (input_pattern {config.input_pattern!r}): {error}"
+        ) from error
+    root = image_files.class_root(config.data_root, split.pattern)
+    image_files.require_images(root, image_files.list_files(root))
+    model_lib.get_backbone_spec(config.backbone)
+    if config.weights_kind == "file" and not os.path.isfile(config.weights):
+        raise model_lib.WeightsError(f"Weights file not found: {config.weights}. {model_lib.WEIGHTS_HELP}")
+    if config.weights_kind == "imagenet":
+        # Downloads (and caches) the weights now, so an offline machine fails in seconds.
+        model_lib.build_backbone(config.backbone, config.image_size, "imagenet", config.backbone_alpha)
+
+
+def run(config: PipelineConfig) -> RunReport:
+    """Runs the whole pipeline with SQLite MLMD under the pipeline root.
+
+    Returns:
+      What the run did, read back from MLMD.
+    """
+    os.makedirs(config.pipeline_root, exist_ok=True)
+    connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    runner = BeamDagRunner() if config.runner == "beam" else tfx.orchestration.LocalDagRunner()
+    logging.info("Running pipeline %r with %s; MLMD at %s", config.pipeline_name, config.runner, config.metadata_path)
+    runner.run(create_pipeline(config, connection))
+    report = read_run_report(config.metadata_path, config.pipeline_name)
+    logging.info("Run finished:\n%s", report.format())
+    return report

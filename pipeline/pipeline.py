@@ -1,0 +1,156 @@
+"""The TFX pipeline: ingest -> validate -> transform -> train -> gate -> push."""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow_model_analysis as tfma
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+
+import components.modules
+import schemas
+from components import image_example_gen, image_files
+from components.modules import features
+from pipeline.config import PipelineConfig
+
+MODULES_DIR = os.path.dirname(components.modules.__file__)
+TRANSFORM_MODULE_FILE = os.path.join(MODULES_DIR, "transform.py")
+TRAINER_MODULE_FILE = os.path.join(MODULES_DIR, "trainer.py")
+SCHEMA_DIR = os.path.dirname(schemas.__file__)
+ACCURACY_METRIC = "sparse_categorical_accuracy"
+# Beam's DirectRunner first tries Prism, which downloads a binary at run time
+# (fails offline, and differs from what tests cover): run FnApiRunner unless the
+# user names a runner.
+DEFAULT_BEAM_RUNNER = "--runner=FnApiRunner"
+# TFMA needs a strictly negative change bound to accept an equal accuracy.
+_MIN_CHANGE_TOLERANCE = 1e-10
+
+
+def beam_pipeline_args(beam_args: tuple[str, ...]) -> list[str]:
+    """The user's Beam flags, with the local default runner unless one is given."""
+    if any(arg.startswith("--runner") for arg in beam_args):
+        return list(beam_args)
+    return [DEFAULT_BEAM_RUNNER, *beam_args]
+
+
+def eval_config(min_accuracy: float, max_accuracy_drop: float) -> tfma.EvalConfig:
+    """Accuracy gate on the overall slice; per-class slices are reported only.
+
+    Args:
+      min_accuracy: Absolute lower bound of eval accuracy.
+      max_accuracy_drop: How much lower than the latest blessed model the
+        candidate may be (0.0: no worse).
+    """
+    threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -max(max_accuracy_drop, _MIN_CHANGE_TOLERANCE)},
+        ),
+    )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name="serving_examples",
+                label_key=features.transformed_name(features.LABEL_KEY),
+                prediction_key="probabilities",
+                preprocessing_function_names=["transform_features"],
+            )
+        ],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(
+                        class_name="SparseCategoricalAccuracy",
+                        config=f'{{"name": "{ACCURACY_METRIC}"}}',
+                        per_slice_thresholds=[
+                            tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)
+                        ],
+                    ),
+                ]
+            )
+        ],
+    )
+
+
+def create_pipeline(
+    config: PipelineConfig,
+    metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
+) -> tfx.dsl.Pipeline:
+    """Builds the pipeline; pure: no I/O, nothing runs.
+
+    Args:
+      config: The validated pipeline configuration.
+      metadata_connection_config: MLMD connection (SQLite locally; None on Kubeflow,
+        which brings its own).
+
+    Returns:
+      The TFX pipeline.
+    """
+    example_gen = image_example_gen.create_example_gen(
+        config.data_root,
+        config.input_pattern,
+        config.eval_percent,
+        image_files.IngestLimits(max_pixels=config.max_pixels, min_side=config.min_side),
+    )
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=os.path.join(SCHEMA_DIR, "schema.pbtxt"))
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"]
+    )
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        module_file=TRANSFORM_MODULE_FILE,
+        custom_config={"image_size": config.image_size},
+    )
+    trainer = tfx.components.Trainer(
+        module_file=TRAINER_MODULE_FILE,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config=config.trainer_config(),
+    )
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=model_resolver.outputs["model"],
+        eval_config=eval_config(config.min_accuracy, config.max_accuracy_drop),
+    )
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.model_push_dir)
+        ),
+    )
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=[
+            example_gen,
+            schema_gen,
+            statistics_gen,
+            example_validator,
+            transform,
+            trainer,
+            model_resolver,
+            evaluator,
+            pusher,
+        ],
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args(config.beam_args),
+    )

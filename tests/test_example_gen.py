@@ -1,0 +1,108 @@
+"""The ImageFolder ExampleGen executor on a tiny folder with good and bad files."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+
+import tensorflow as tf
+from tfx.proto import example_gen_pb2
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.utils import proto_utils
+
+from components import image_example_gen, image_files
+from components.modules import features
+from tests.helpers import encode, solid, write
+
+
+def _as_json(value: object) -> str:
+    return value if isinstance(value, str) else proto_utils.proto_to_json(value)
+
+
+def _run_executor(data_root: str, output_uri: str) -> standard_artifacts.Examples:
+    examples = standard_artifacts.Examples()
+    examples.uri = output_uri
+    component = image_example_gen.create_example_gen(data_root, "*/*", 30, image_files.IngestLimits(min_side=8))
+    keys = (
+        standard_component_specs.INPUT_CONFIG_KEY,
+        standard_component_specs.OUTPUT_CONFIG_KEY,
+        standard_component_specs.CUSTOM_CONFIG_KEY,
+    )
+    exec_properties = {key: _as_json(component.exec_properties[key]) for key in keys}
+    exec_properties[standard_component_specs.INPUT_BASE_KEY] = data_root
+    exec_properties[standard_component_specs.OUTPUT_DATA_FORMAT_KEY] = example_gen_pb2.FORMAT_TF_EXAMPLE
+    executor = image_example_gen.ImageFolderExecutor()
+    executor.Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, exec_properties)
+    return examples
+
+
+def _read_split(uri: str, split: str) -> list[tf.train.Example]:
+    files = tf.io.gfile.glob(os.path.join(uri, f"Split-{split}", "*"))
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    return [tf.train.Example.FromString(record.numpy()) for record in dataset]
+
+
+def _value(example: tf.train.Example, key: str) -> bytes:
+    return example.features.feature[key].bytes_list.value[0]
+
+
+def _make_folder(root: str) -> dict[str, str]:
+    """12 good images over 2 classes and one of each kind of bad file."""
+    for index in range(6):
+        write(os.path.join(root, "red", f"r{index}.jpg"), encode(solid((220, 20, 20)), "JPEG"))
+        write(os.path.join(root, "blue", f"b{index}.png"), encode(solid((20, 20, 220)), "PNG"))
+    bad = {
+        "red/empty.jpg": b"",
+        "red/notes.jpg": b"not an image at all",
+        "blue/cut.png": encode(solid((1, 1, 1)), "PNG")[:50],
+        "blue/tiny.png": encode(solid((1, 1, 1), size=3), "PNG"),
+        "stray.jpg": encode(solid((1, 1, 1)), "JPEG"),
+        "blue/.hidden.png": encode(solid((1, 1, 1)), "PNG"),
+    }
+    for relative, data in bad.items():
+        write(os.path.join(root, relative), data)
+    return bad
+
+
+def test_every_file_is_ingested_or_rejected_with_a_reason(tmp_path: object) -> None:
+    root = os.path.join(str(tmp_path), "data")
+    bad = _make_folder(root)
+    examples = _run_executor(root, os.path.join(str(tmp_path), "out"))
+
+    train, evaluation = _read_split(examples.uri, "train"), _read_split(examples.uri, "eval")
+    ingested = train + evaluation
+    assert len(ingested) == 12 and train and evaluation
+    assert collections.Counter(_value(e, features.LABEL_KEY) for e in ingested) == {b"red": 6, b"blue": 6}
+    paths = {_value(e, features.PATH_KEY).decode() for e in ingested}
+    assert paths == {f"red/r{i}.jpg" for i in range(6)} | {f"blue/b{i}.png" for i in range(6)}
+    # The stored bytes decode to the original image.
+    first = next(e for e in ingested if _value(e, features.PATH_KEY) == b"blue/b0.png")
+    assert _value(first, features.IMAGE_KEY) == encode(solid((20, 20, 220)), "PNG")
+
+    report_dir = os.path.join(examples.uri, image_example_gen.REPORT_DIR)
+    with open(os.path.join(report_dir, image_example_gen.REPORT_SUMMARY)) as handle:
+        summary = json.load(handle)
+    assert summary["files_seen"] == 12 + len(bad) == summary["ingested"] + summary["rejected"]
+    assert summary["class_counts"] == {"blue": 6, "red": 6}
+    with open(os.path.join(report_dir, image_example_gen.REPORT_FILES)) as handle:
+        rejected = {r["path"]: r["reason"] for r in map(json.loads, handle) if r["status"] == "rejected"}
+    assert rejected == {
+        "red/empty.jpg": image_files.REASON_EMPTY,
+        "red/notes.jpg": image_files.REASON_NOT_IMAGE,
+        "blue/cut.png": image_files.REASON_TRUNCATED,
+        "blue/tiny.png": image_files.REASON_TOO_SMALL,
+        "stray.jpg": image_files.REASON_TOP_LEVEL,
+        "blue/.hidden.png": image_files.REASON_HIDDEN,
+    }
+    # MLMD sees the counts as artifact properties.
+    assert examples.get_int_custom_property("ingested") == 12
+    assert examples.get_int_custom_property("rejected") == len(bad)
+
+
+def test_split_is_deterministic(tmp_path: object) -> None:
+    root = os.path.join(str(tmp_path), "data")
+    _make_folder(root)
+    runs = [_run_executor(root, os.path.join(str(tmp_path), f"out{i}")) for i in range(2)]
+    eval_paths = [{_value(e, features.PATH_KEY) for e in _read_split(run.uri, "eval")} for run in runs]
+    assert eval_paths[0] == eval_paths[1]

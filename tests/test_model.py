@@ -1,0 +1,108 @@
+"""Backbones, weights sources and which layers train in each stage."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from components.modules import model as model_lib
+
+SIZE = 32
+
+
+def _classifier(weights: str = "none", num_classes: int = 3) -> keras.Model:
+    backbone = model_lib.build_backbone("MobileNetV2", SIZE, weights, alpha=0.35)
+    return model_lib.build_classifier(backbone, "MobileNetV2", num_classes, dropout=0.2)
+
+
+def _backbone(classifier: keras.Model) -> keras.Model:
+    return classifier.get_layer(model_lib.BACKBONE_LAYER_NAME)
+
+
+@pytest.mark.parametrize("name", sorted(model_lib.BACKBONES))
+def test_each_backbone_outputs_class_probabilities(name: str) -> None:
+    backbone = model_lib.build_backbone(name, SIZE, "none")
+    classifier = model_lib.build_classifier(backbone, name, num_classes=4, dropout=0.0)
+    probabilities = classifier(np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32"))
+    assert probabilities.shape == (2, 4)
+    assert np.allclose(np.sum(probabilities, axis=1), 1.0, atol=1e-5)
+
+
+def test_stage1_trains_only_the_head() -> None:
+    classifier = _classifier()
+    model_lib.freeze_backbone(classifier)
+    trainable = {weight.path.split("/")[0] for weight in classifier.trainable_weights}
+    assert trainable == {model_lib.OUTPUT_LAYER_NAME}
+
+
+def test_stage2_unfreezes_top_layers_but_not_batchnorm() -> None:
+    classifier = _classifier()
+    model_lib.freeze_backbone(classifier)
+    names = model_lib.unfreeze_top_layers(classifier, num_layers=10)
+    backbone = _backbone(classifier)
+    top = backbone.layers[-10:]
+    assert names == [layer.name for layer in top if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)]
+    assert names  # at least one conv layer in the top 10
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            assert not layer.trainable, layer.name
+        elif layer not in top:
+            assert not layer.trainable, layer.name
+    assert all(not weight.trainable for layer in backbone.layers[:-10] for weight in layer.weights)
+
+
+def test_backbone_runs_in_inference_mode_when_transferring() -> None:
+    classifier = _classifier()
+    model_lib.unfreeze_top_layers(classifier, num_layers=200)
+    batchnorm = next(layer for layer in _backbone(classifier).layers if isinstance(layer, keras.layers.BatchNormalization))
+    before = [np.array(v) for v in batchnorm.non_trainable_weights]
+    model_lib.compile_model(classifier, 1e-3)
+    images = np.random.default_rng(1).uniform(0, 255, (8, SIZE, SIZE, 3)).astype("float32")
+    classifier.fit(images, np.arange(8) % 3, epochs=1, verbose=0)
+    after = [np.array(v) for v in batchnorm.non_trainable_weights]
+    assert all(np.array_equal(b, a) for b, a in zip(before, after)), "moving statistics must not change"
+
+
+def test_weights_file_round_trip(tmp_path: object) -> None:
+    source = model_lib.build_backbone("MobileNetV2", SIZE, "none", alpha=0.35)
+    path = f"{tmp_path}/source.weights.h5"
+    source.save_weights(path)
+    loaded = model_lib.build_backbone("MobileNetV2", SIZE, path, alpha=0.35)
+    assert all(np.array_equal(np.array(a), np.array(b)) for a, b in zip(source.weights, loaded.weights))
+
+
+def test_weights_errors_are_clear(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(model_lib.WeightsError, match="Weights file not found: /nope.weights.h5"):
+        model_lib.build_backbone("MobileNetV2", SIZE, "/nope.weights.h5")
+    other = model_lib.build_backbone("MobileNetV2", SIZE, "none", alpha=0.5)
+    path = f"{tmp_path}/wider.weights.h5"
+    other.save_weights(path)
+    with pytest.raises(model_lib.WeightsError, match="does not fit backbone"):
+        model_lib.build_backbone("MobileNetV2", SIZE, path, alpha=0.35)
+
+    def offline(**_: object) -> keras.Model:
+        raise Exception("URL fetch failure: Name or service not known")  # what Keras raises offline
+
+    spec = model_lib.BACKBONES["MobileNetV2"]
+    monkeypatch.setitem(model_lib.BACKBONES, "MobileNetV2", model_lib.BackboneSpec(offline, spec.preprocessing, 32, True))
+    with pytest.raises(model_lib.WeightsError, match="--weights /path/to/backbone.weights.h5"):
+        model_lib.build_backbone("MobileNetV2", SIZE, "imagenet")
+
+
+def test_argument_errors() -> None:
+    with pytest.raises(ValueError, match="Unknown backbone"):
+        model_lib.build_backbone("AlexNet", SIZE, "none")
+    with pytest.raises(ValueError, match="needs image_size >= 32"):
+        model_lib.build_backbone("MobileNetV2", 16, "none")
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        _classifier(num_classes=1)
+
+
+def test_training_model_shares_weights_and_augments_only_in_training() -> None:
+    classifier = _classifier()
+    fitted = model_lib.training_model(classifier, augment=True, seed=0)
+    assert {id(w) for w in classifier.weights} <= {id(w) for w in fitted.weights}
+    images = np.random.default_rng(2).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
+    np.testing.assert_allclose(fitted(images, training=False), classifier(images, training=False), atol=1e-6)
+    assert "augmentation" not in [layer.name for layer in classifier.layers]

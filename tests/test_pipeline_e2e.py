@@ -1,0 +1,102 @@
+"""The whole pipeline on tiny data: pushed when blessed, cached on rerun, blocked by the gate."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+
+from pipeline import cli, local_runner
+from pipeline.config import PipelineConfig, build_config
+from tests.helpers import encode, noise_folder, solid, write
+
+pytestmark = pytest.mark.slow
+
+
+def _config(root: str, **overrides: object) -> PipelineConfig:
+    values = {
+        "data_root": os.path.join(root, "data"),
+        "pipeline_root": os.path.join(root, "tfx_root"),
+        "serving_dir": os.path.join(root, "serving"),
+        "image_size": 32,
+        "weights": "none",
+        "stage1_epochs": 1,
+        "stage2_epochs": 0,
+        "batch_size": 8,
+        "eval_percent": 40,
+        "min_accuracy": 0.0,
+    }
+    values.update(overrides)
+    return build_config(values)
+
+
+def _versions(config: PipelineConfig) -> dict[str, float]:
+    base = config.model_push_dir
+    return {name: os.path.getmtime(os.path.join(base, name)) for name in os.listdir(base)} if os.path.isdir(base) else {}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Three runs over one pipeline root: first, unchanged rerun, stricter gate (BeamDagRunner)."""
+    root = str(tmp_path_factory.mktemp("e2e"))
+    noise_folder(os.path.join(root, "data"), ("cats", "dogs"), per_class=12, size=40, seed=0)
+    write(os.path.join(root, "data", "dogs", "broken.jpg"), encode(solid((1, 2, 3)), "JPEG")[:40])
+    results = {"root": root}
+    first = _config(root)
+    local_runner.preflight(first)
+    results["first"] = local_runner.run(first)
+    results["versions_after_first"] = _versions(first)
+    results["second"] = local_runner.run(first)
+    results["versions_after_second"] = _versions(first)
+    results["blocked"] = local_runner.run(_config(root, min_accuracy=1.0, runner="beam"))
+    results["versions_after_blocked"] = _versions(first)
+    return results
+
+
+def test_first_run_ingests_trains_blesses_and_pushes(runs: dict) -> None:
+    report = runs["first"]
+    assert set(report.component_states.values()) == {"ran"}, report.component_states
+    assert report.ingest["files_seen"] == 25
+    assert (report.ingest["ingested"], report.ingest["rejected"]) == (24, 1)
+    assert report.ingest["rejected_by_reason"] == {"truncated": 1}
+    assert report.training["class_names"] and sorted(report.training["class_names"]) == ["cats", "dogs"]
+    assert report.blessed is True
+    assert len(runs["versions_after_first"]) == 1
+    version = next(iter(runs["versions_after_first"]))
+    assert report.pushed_to == os.path.join(runs["root"], "serving", "image_classifier", version)
+
+
+def test_pushed_model_serves_raw_image_bytes(runs: dict) -> None:
+    model = tf.saved_model.load(runs["first"].pushed_to)
+    assert {"serving_default", "serving_examples", "transform_features"} <= set(model.signatures)
+    images = [encode(solid((200, 10, 10), size=50), "JPEG"), encode(solid((10, 10, 200), size=20), "PNG")]
+    outputs = model.signatures["serving_default"](image_bytes=tf.constant(images))
+    assert outputs["classes"].shape == (2, 2) and outputs["probabilities"].shape == (2, 2)
+    assert {name.decode() for name in outputs["classes"].numpy().ravel()} == {"cats", "dogs"}
+    assert tf.reduce_all(tf.abs(tf.reduce_sum(outputs["probabilities"], axis=1) - 1.0) < 1e-5)
+
+
+def test_predict_cli_uses_the_newest_pushed_version(runs: dict) -> None:
+    image = write(os.path.join(runs["root"], "query", "q.png"), encode(solid((10, 200, 10)), "PNG"))
+    result = CliRunner().invoke(cli.main, ["predict", image, "--model-dir", os.path.join(runs["root"], "serving", "image_classifier")])
+    assert result.exit_code == 0, result.output
+    assert "q.png" in result.output and ("cats" in result.output and "dogs" in result.output)
+
+
+def test_unchanged_rerun_is_served_from_cache(runs: dict) -> None:
+    states = runs["second"].component_states
+    for component in ("FileBasedExampleGen", "StatisticsGen", "Transform", "Trainer"):
+        assert states[component] == "cached", states
+    # The baseline changed (the first model is now blessed), so TFX re-evaluates.
+    assert states["Evaluator"] == "ran"
+
+
+def test_gate_blocks_push_and_serving_dir_is_unchanged(runs: dict) -> None:
+    report = runs["blocked"]
+    assert report.component_states["Trainer"] == "cached"
+    assert report.component_states["Evaluator"] == "ran"
+    assert report.blessed is False
+    assert report.pushed_to is None
+    assert runs["versions_after_blocked"] == runs["versions_after_second"]

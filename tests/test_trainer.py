@@ -1,0 +1,94 @@
+"""Two-stage training: what trains when, which stage is kept, what is logged."""
+
+from __future__ import annotations
+
+import logging
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components.modules import model as model_lib
+from components.modules import trainer
+
+SIZE = 32
+
+
+def _config(**overrides: object) -> dict:
+    config = {
+        "weights": "file",
+        "stage1_epochs": 1,
+        "stage2_epochs": 1,
+        "stage1_learning_rate": 1e-3,
+        "stage2_learning_rate": 1e-5,
+        "fine_tune_layers": 8,
+        "augment": True,
+        "seed": 0,
+    }
+    config.update(overrides)
+    return config
+
+
+def _data() -> tf.data.Dataset:
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (12, SIZE, SIZE, 3)).astype("float32")
+    return tf.data.Dataset.from_tensor_slices((images, np.arange(12) % 3)).batch(4)
+
+
+def _classifier() -> keras.Model:
+    backbone = model_lib.build_backbone("MobileNetV2", SIZE, "none", alpha=0.35)
+    return model_lib.build_classifier(backbone, "MobileNetV2", 3, dropout=0.1)
+
+
+def _patch_eval(monkeypatch: pytest.MonkeyPatch, accuracies: list[float]) -> None:
+    values = iter(accuracies)
+    monkeypatch.setattr(trainer, "_eval_accuracy", lambda *_: next(values))
+
+
+def test_worse_fine_tuning_restores_stage1_weights(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    classifier = _classifier()
+    _patch_eval(monkeypatch, [0.9, 0.5])
+    captured = {}
+    original_unfreeze = model_lib.unfreeze_top_layers
+
+    def unfreeze(model: keras.Model, num_layers: int) -> list[str]:
+        captured["stage1"] = [np.array(w) for w in model.weights]
+        return original_unfreeze(model, num_layers)
+
+    monkeypatch.setattr(model_lib, "unfreeze_top_layers", unfreeze)
+    with caplog.at_level(logging.WARNING):
+        summary = trainer.train_two_stages(classifier, _data(), _data(), _config(stage2_learning_rate=0.5), str(tmp_path))
+    assert summary["kept_stage"] == 1
+    assert (summary["head_only_eval_accuracy"], summary["fine_tuned_eval_accuracy"]) == (0.9, 0.5)
+    assert "keeping the stage 1 (head-only) model" in caplog.text
+    assert all(np.array_equal(a, np.array(b)) for a, b in zip(captured["stage1"], classifier.weights))
+    assert len(summary["stage1"]["accuracy"]) == 1 and len(summary["stage2"]["val_accuracy"]) == 1
+
+
+def test_better_fine_tuning_is_kept_and_trains_top_layers(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    classifier = _classifier()
+    backbone = classifier.get_layer(model_lib.BACKBONE_LAYER_NAME)
+    frozen_before = [np.array(w) for w in backbone.layers[1].weights]
+    _patch_eval(monkeypatch, [0.5, 0.7])
+    summary = trainer.train_two_stages(classifier, _data(), _data(), _config(stage2_epochs=2), str(tmp_path))
+    assert summary["kept_stage"] == 2
+    assert summary["stage2_trainable_layers"] and all(
+        not isinstance(backbone.get_layer(name), keras.layers.BatchNormalization)
+        for name in summary["stage2_trainable_layers"]
+    )
+    assert len(summary["stage2"]["loss"]) == 2
+    # Layers below the top N never changed.
+    assert all(np.array_equal(a, np.array(b)) for a, b in zip(frozen_before, backbone.layers[1].weights))
+
+
+def test_from_scratch_trains_everything_in_one_stage(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    backbone = model_lib.build_backbone("MobileNetV2", SIZE, "none", alpha=0.35)
+    classifier = model_lib.build_classifier(backbone, "MobileNetV2", 3, 0.1, backbone_inference_mode=False)
+    first_conv = [np.array(w) for w in backbone.layers[1].weights]
+    _patch_eval(monkeypatch, [0.4])
+    summary = trainer.train_two_stages(classifier, _data(), _data(), _config(weights="none"), str(tmp_path))
+    assert "stage2" not in summary and summary["kept_stage"] == 1
+    assert not all(np.array_equal(a, np.array(b)) for a, b in zip(first_conv, backbone.layers[1].weights))
