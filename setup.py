@@ -35,7 +35,7 @@ setup(
     description="Transfer-learning image classification pipeline on TFX: ingest, transform, train, gate, push.",
     python_requires="==3.10.*",
     packages=find_packages(include=["pipeline", "components", "components.*", "schemas", "kubeflow"]),
-    package_data={"schemas": ["*.pbtxt"]},
+    package_data={"schemas": ["*.pbtxt"], "pipeline": ["demo_assets/*.weights.h5"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"dev": ["pytest==9.2.0", "ruff==0.17.6"]},
     entry_points={"console_scripts": ["image-pipeline=pipeline.cli:main"]},

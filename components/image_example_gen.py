@@ -14,7 +14,8 @@ import collections
 import json
 import logging
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import apache_beam as beam
 import tensorflow as tf
@@ -33,6 +34,7 @@ REPORT_DIR = "ingest_report"
 REPORT_FILES = "files.jsonl"
 REPORT_SUMMARY = "summary.json"
 _REJECTED = "rejected"
+PROGRESS_EVERY = 1000
 
 
 def _bytes_feature(value: bytes) -> tf.train.Feature:
@@ -52,12 +54,23 @@ def make_example(encoded: bytes, label: str, relative_path: str) -> tf.train.Exa
     )
 
 
-def ingest_file(found: image_files.FoundFile, limits: image_files.IngestLimits) -> Iterator[Any]:
+def ingest_file(
+    indexed: tuple[int, image_files.FoundFile], limits: image_files.IngestLimits, total: int
+) -> Iterator[Any]:
     """Reads and checks one file.
 
-    Yields the tf.Example on the main output and one status record (a dict) on
-    the ``rejected`` or main-status output.
+    Args:
+      indexed: The file's position in the listing (for progress logs) and the file.
+      limits: Per-file acceptance limits.
+      total: Number of files listed.
+
+    Yields:
+      The tf.Example on the main output, and one status record (a dict) on the
+      ``status`` or ``rejected`` output.
     """
+    index, found = indexed
+    if index % PROGRESS_EVERY == 0:
+        logging.info("Ingest progress: file %d of %d (%s)", index + 1, total, found.relative_path)
     record = {"path": found.relative_path, "label": found.label}
     reason = image_files.precheck_reason(found)
     checked = None
@@ -104,11 +117,11 @@ class ImageFolderExecutor(BaseExampleGenExecutor):
 
     _report_dir: str = ""
 
-    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802 (TFX API)
         """Returns the PTransform reading files into tf.Examples."""
         return _make_ptransform(self._report_dir)
 
-    def Do(self, input_dict: dict, output_dict: dict, exec_properties: dict[str, Any]) -> None:
+    def Do(self, input_dict: dict, output_dict: dict, exec_properties: dict[str, Any]) -> None:  # noqa: N802 (TFX API)
         """Runs the Beam job, then summarises the per-file report."""
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
         self._report_dir = os.path.join(examples.uri, REPORT_DIR)
@@ -134,8 +147,9 @@ def _make_ptransform(report_dir: str) -> beam.PTransform:
         logging.info("Ingesting %d files from %s", len(found), root)
         results = (
             pipeline
-            | "ListFiles" >> beam.Create(found, reshuffle=True)
-            | "ReadAndCheck" >> beam.FlatMap(ingest_file, limits).with_outputs("status", _REJECTED, main="examples")
+            | "ListFiles" >> beam.Create(list(enumerate(found)), reshuffle=True)
+            | "ReadAndCheck"
+            >> beam.FlatMap(ingest_file, limits, len(found)).with_outputs("status", _REJECTED, main="examples")
         )
         _ = (
             (results.status, results[_REJECTED])

@@ -13,7 +13,7 @@ import logging
 import posixpath
 import re
 import warnings
-from typing import Iterable
+from collections.abc import Iterable
 
 import tensorflow as tf
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -131,6 +131,43 @@ def require_images(root: str, files: Iterable[FoundFile]) -> None:
             f"No images found under {root!r}. Expected one sub-folder per class, e.g. "
             f"{root}/cats/001.jpg and {root}/dogs/002.png."
         )
+
+
+def class_file_counts(root: str, files: Iterable[FoundFile]) -> dict[str, int]:
+    """Candidate files per class folder, empty class folders included (count 0)."""
+    counts = {
+        name.rstrip("/"): 0
+        for name in tf.io.gfile.listdir(root)
+        if not name.startswith(".") and tf.io.gfile.isdir(posixpath.join(root, name))
+    }
+    for found in files:
+        if not precheck_reason(found):
+            counts[found.label] = counts.get(found.label, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def check_classes(root: str, counts: dict[str, int], min_per_class: int) -> list[str]:
+    """Warnings about empty or small classes.
+
+    Raises:
+      NoImagesError: If fewer than two class folders hold files.
+    """
+    non_empty = [label for label, count in counts.items() if count]
+    if len(non_empty) < 2:
+        raise NoImagesError(
+            f"A classifier needs at least two class folders with images under {root!r}; found {non_empty or 'none'} "
+            f"(files per class folder: {counts})."
+        )
+    warnings_found = [f"class folder {label!r} is empty" for label, count in counts.items() if not count]
+    warnings_found += [
+        f"class {label!r} has only {count} files (fewer than {min_per_class})"
+        for label, count in counts.items()
+        if 0 < count < min_per_class
+    ]
+    largest, smallest = max(counts.values()), min(count for count in counts.values() if count)
+    if largest > 5 * smallest:
+        warnings_found.append(f"classes are imbalanced: largest {largest} files, smallest {smallest}")
+    return warnings_found
 
 
 def check_image(data: bytes, limits: IngestLimits) -> CheckedImage:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import sys
+import warnings
 from typing import Any
 
 import click
@@ -19,6 +21,11 @@ _LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 
 def _setup_logging(verbose: bool) -> None:
+    if not verbose:
+        # TensorFlow's C++ start-up chatter (CUDA probing, CPU flags), read when TF
+        # loads, and Google client libraries' Python 3.10 end-of-support notices.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        warnings.filterwarnings("ignore", category=FutureWarning)
     from absl import logging as absl_logging
 
     logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT, force=True)
@@ -37,7 +44,10 @@ def _config_options(function: Any) -> Any:
             option = click.option(f"--{flag}/--no-{flag}", field.name, default=None, help=help_text)
         elif field.type.startswith("tuple"):
             option = click.option(
-                "--beam-arg", field.name, multiple=True, help="A Beam pipeline flag, repeatable (e.g. --beam-arg=--direct_num_workers=2)."
+                "--beam-arg",
+                field.name,
+                multiple=True,
+                help="A Beam pipeline flag, repeatable (e.g. --beam-arg=--direct_num_workers=2).",
             )
         else:
             option = click.option(f"--{flag}", field.name, type=click_types[field.type], default=None, help=help_text)
@@ -76,7 +86,9 @@ def run(config_file: str | None, **flags: Any) -> None:
 
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option("--model-dir", required=True, help="A pushed model base path (newest version is used) or a SavedModel folder.")
+@click.option(
+    "--model-dir", required=True, help="A pushed model base path (newest version is used) or a SavedModel folder."
+)
 @click.option("--top-k", default=3, show_default=True, help="Classes shown per image.")
 def predict(images: tuple[str, ...], model_dir: str, top_k: int) -> None:
     """Classify image files with a pushed model."""
@@ -112,7 +124,9 @@ def generate_data(out: str, domain: str, per_class: int, image_size: int, seed: 
 @click.option("--image-size", default=96, show_default=True)
 @click.option("--epochs", default=6, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def pretrain(data_root: str, out: str, backbone: str, backbone_alpha: float, image_size: int, epochs: int, seed: int) -> None:
+def pretrain(
+    data_root: str, out: str, backbone: str, backbone_alpha: float, image_size: int, epochs: int, seed: int
+) -> None:
     """Pretrain a backbone from scratch on a source folder (offline stand-in for ImageNet)."""
     from pipeline import pretrain as pretrain_lib
 
@@ -121,13 +135,18 @@ def pretrain(data_root: str, out: str, backbone: str, backbone_alpha: float, ima
 
 
 @main.command()
-@click.option("--workdir", default="demo_workdir", show_default=True, help="Where data, pipeline root and serving dir go.")
-def demo(workdir: str) -> None:
+@click.option(
+    "--workdir", default="demo_workdir", show_default=True, help="Where data, pipeline root and serving dir go."
+)
+@click.option(
+    "--pretrain", "pretrain_here", is_flag=True, help="Pretrain the source backbone here, not the shipped file."
+)
+def demo(workdir: str, pretrain_here: bool) -> None:
     """Generate the embedded data, transfer a pretrained backbone, gate, push, predict."""
     from pipeline import demo as demo_lib
 
     try:
-        sys.exit(demo_lib.run_demo(workdir))
+        sys.exit(demo_lib.run_demo(workdir, pretrain_here))
     except (config_lib.ConfigError, ValueError, RuntimeError) as error:
         raise click.ClickException(str(error)) from error
 

@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import random
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -29,7 +29,10 @@ Point = tuple[float, float]
 def _polygon(center: Point, radius: float, sides: int, rotation: float) -> list[Point]:
     cx, cy = center
     return [
-        (cx + radius * math.cos(rotation + 2 * math.pi * i / sides), cy + radius * math.sin(rotation + 2 * math.pi * i / sides))
+        (
+            cx + radius * math.cos(rotation + 2 * math.pi * i / sides),
+            cy + radius * math.sin(rotation + 2 * math.pi * i / sides),
+        )
         for i in range(sides)
     ]
 

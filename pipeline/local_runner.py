@@ -15,13 +15,16 @@ from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 from pipeline.run_report import RunReport, read_run_report
 
+# Fewer files than this in a class gets a warning (the run goes on).
+MIN_FILES_PER_CLASS = 10
+
 
 def preflight(config: PipelineConfig) -> None:
     """Fails fast, before any Beam or training work, on a bad data root or weights.
 
     Raises:
-      image_files.NoImagesError: If the (latest span of the) data root holds no
-        class folder with a file in it.
+      image_files.NoImagesError: If the (latest span of the) data root holds
+        fewer than two class folders with files in them.
       model_lib.WeightsError: If the weights cannot be loaded.
       ValueError: On an unknown backbone or a too small image size.
     """
@@ -36,7 +39,12 @@ def preflight(config: PipelineConfig) -> None:
             f"No images found under {config.data_root!r} (input_pattern {config.input_pattern!r}): {error}"
         ) from error
     root = image_files.class_root(config.data_root, split.pattern)
-    image_files.require_images(root, image_files.list_files(root))
+    files = image_files.list_files(root)
+    image_files.require_images(root, files)
+    counts = image_files.class_file_counts(root, files)
+    logging.info("Data root %s: %d files; per class folder: %s", root, len(files), counts)
+    for warning in image_files.check_classes(root, counts, MIN_FILES_PER_CLASS):
+        logging.warning("Data: %s", warning)
     model_lib.get_backbone_spec(config.backbone)
     if config.weights_kind == "file" and not os.path.isfile(config.weights):
         raise model_lib.WeightsError(f"Weights file not found: {config.weights}. {model_lib.WEIGHTS_HELP}")
@@ -56,6 +64,4 @@ def run(config: PipelineConfig) -> RunReport:
     runner = BeamDagRunner() if config.runner == "beam" else tfx.orchestration.LocalDagRunner()
     logging.info("Running pipeline %r with %s; MLMD at %s", config.pipeline_name, config.runner, config.metadata_path)
     runner.run(create_pipeline(config, connection))
-    report = read_run_report(config.metadata_path, config.pipeline_name)
-    logging.info("Run finished:\n%s", report.format())
-    return report
+    return read_run_report(config.metadata_path, config.pipeline_name)

@@ -68,7 +68,10 @@ def format_table(predictions: list[Prediction], top_k: int = 3) -> str:
     """A plain-text table: path, then the top classes with their scores."""
     rows = [("image", "top classes")]
     for prediction in predictions:
-        tops = ", ".join(f"{name} {score:.2f}" for name, score in zip(prediction.classes[:top_k], prediction.scores))
+        tops = ", ".join(
+            f"{name} {score:.2f}"
+            for name, score in zip(prediction.classes[:top_k], prediction.scores[:top_k], strict=True)
+        )
         rows.append((prediction.path, tops))
     width = max(len(row[0]) for row in rows)
     return "\n".join(f"{path:<{width}}  {tops}" for path, tops in rows)

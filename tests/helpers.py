@@ -10,7 +10,6 @@ import numpy as np
 from PIL import Image
 
 
-
 def encode(image: Image.Image, image_format: str, **kwargs: object) -> bytes:
     """Encodes a Pillow image in memory."""
     buffer = io.BytesIO()

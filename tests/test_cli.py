@@ -35,12 +35,20 @@ def test_run_fails_fast_on_a_data_root_without_images(tmp_path: object) -> None:
 def test_run_rejects_bad_values_and_missing_weights(tmp_path: object) -> None:
     data = os.path.join(str(tmp_path), "data")
     write(os.path.join(data, "a", "1.png"), encode(solid((1, 2, 3)), "PNG"))
+    write(os.path.join(data, "b", "1.png"), encode(solid((3, 2, 1)), "PNG"))
     result = _run("run", "--data-root", data, "--min-accuracy", "2")
     assert result.exit_code == 1 and "min_accuracy must be in [0, 1]" in result.output
     result = _run("run", "--data-root", data, "--weights", "/missing/backbone.weights.h5")
     assert result.exit_code == 1 and "Weights file not found: /missing/backbone.weights.h5" in result.output
     result = _run("run", "--data-root", data, "--backbone", "AlexNet")
     assert result.exit_code == 1 and "Unknown backbone" in result.output
+
+
+def test_run_refuses_a_single_class(tmp_path: object) -> None:
+    data = os.path.join(str(tmp_path), "data")
+    write(os.path.join(data, "only", "1.png"), encode(solid((1, 2, 3)), "PNG"))
+    result = _run("run", "--data-root", data, "--weights", "none")
+    assert result.exit_code == 1 and "at least two class folders" in result.output
 
 
 def test_run_reads_a_config_file(tmp_path: object) -> None:

@@ -31,7 +31,9 @@ def test_file_then_flags_override(tmp_path: object) -> None:
 def test_json_file_and_dash_keys(tmp_path: object) -> None:
     path = f"{tmp_path}/config.json"
     with open(path, "w") as handle:
-        json.dump({"data-root": "/d", "weights": "/w/backbone.weights.h5", "beam_args": ["--direct_num_workers=2"]}, handle)
+        json.dump(
+            {"data-root": "/d", "weights": "/w/backbone.weights.h5", "beam_args": ["--direct_num_workers=2"]}, handle
+        )
     config = config_lib.load_config(path, {})
     assert config.weights_kind == "file"
     assert config.beam_args == ("--direct_num_workers=2",)

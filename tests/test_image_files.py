@@ -111,3 +111,24 @@ def test_class_root_rejects_globs_above_classes() -> None:
         image_files.class_root("/base", "span-*/*/*")
     with pytest.raises(ValueError, match="must end in"):
         image_files.class_root("/base", "*")
+
+
+def test_class_counts_and_warnings(tmp_path: object) -> None:
+    root = str(tmp_path)
+    for index in range(12):
+        write(os.path.join(root, "big", f"{index}.png"), b"x")
+    write(os.path.join(root, "small", "0.png"), b"x")
+    os.makedirs(os.path.join(root, "empty"))
+    counts = image_files.class_file_counts(root, image_files.list_files(root))
+    assert counts == {"big": 12, "empty": 0, "small": 1}
+    warnings_found = image_files.check_classes(root, counts, min_per_class=10)
+    assert "class folder 'empty' is empty" in warnings_found
+    assert "class 'small' has only 1 files (fewer than 10)" in warnings_found
+    assert any("imbalanced" in warning for warning in warnings_found)
+
+
+def test_a_single_class_is_a_clear_error(tmp_path: object) -> None:
+    root = str(tmp_path)
+    write(os.path.join(root, "only", "0.png"), b"x")
+    with pytest.raises(image_files.NoImagesError, match="at least two class folders"):
+        image_files.check_classes(root, image_files.class_file_counts(root, image_files.list_files(root)), 10)

@@ -42,7 +42,9 @@ def test_stage2_unfreezes_top_layers_but_not_batchnorm() -> None:
     names = model_lib.unfreeze_top_layers(classifier, num_layers=10)
     backbone = _backbone(classifier)
     top = backbone.layers[-10:]
-    assert names == [layer.name for layer in top if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)]
+    assert names == [
+        layer.name for layer in top if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)
+    ]
     assert names  # at least one conv layer in the top 10
     for layer in backbone.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -55,13 +57,15 @@ def test_stage2_unfreezes_top_layers_but_not_batchnorm() -> None:
 def test_backbone_runs_in_inference_mode_when_transferring() -> None:
     classifier = _classifier()
     model_lib.unfreeze_top_layers(classifier, num_layers=200)
-    batchnorm = next(layer for layer in _backbone(classifier).layers if isinstance(layer, keras.layers.BatchNormalization))
+    batchnorm = next(
+        layer for layer in _backbone(classifier).layers if isinstance(layer, keras.layers.BatchNormalization)
+    )
     before = [np.array(v) for v in batchnorm.non_trainable_weights]
     model_lib.compile_model(classifier, 1e-3)
     images = np.random.default_rng(1).uniform(0, 255, (8, SIZE, SIZE, 3)).astype("float32")
     classifier.fit(images, np.arange(8) % 3, epochs=1, verbose=0)
     after = [np.array(v) for v in batchnorm.non_trainable_weights]
-    assert all(np.array_equal(b, a) for b, a in zip(before, after)), "moving statistics must not change"
+    assert all(np.array_equal(b, a) for b, a in zip(before, after, strict=True)), "moving statistics must not change"
 
 
 def test_weights_file_round_trip(tmp_path: object) -> None:
@@ -69,7 +73,7 @@ def test_weights_file_round_trip(tmp_path: object) -> None:
     path = f"{tmp_path}/source.weights.h5"
     source.save_weights(path)
     loaded = model_lib.build_backbone("MobileNetV2", SIZE, path, alpha=0.35)
-    assert all(np.array_equal(np.array(a), np.array(b)) for a, b in zip(source.weights, loaded.weights))
+    assert all(np.array_equal(np.array(a), np.array(b)) for a, b in zip(source.weights, loaded.weights, strict=True))
 
 
 def test_weights_errors_are_clear(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,7 +89,9 @@ def test_weights_errors_are_clear(tmp_path: object, monkeypatch: pytest.MonkeyPa
         raise Exception("URL fetch failure: Name or service not known")  # what Keras raises offline
 
     spec = model_lib.BACKBONES["MobileNetV2"]
-    monkeypatch.setitem(model_lib.BACKBONES, "MobileNetV2", model_lib.BackboneSpec(offline, spec.preprocessing, 32, True))
+    monkeypatch.setitem(
+        model_lib.BACKBONES, "MobileNetV2", model_lib.BackboneSpec(offline, spec.preprocessing, 32, True)
+    )
     with pytest.raises(model_lib.WeightsError, match="--weights /path/to/backbone.weights.h5"):
         model_lib.build_backbone("MobileNetV2", SIZE, "imagenet")
 

@@ -34,7 +34,9 @@ def _config(root: str, **overrides: object) -> PipelineConfig:
 
 def _versions(config: PipelineConfig) -> dict[str, float]:
     base = config.model_push_dir
-    return {name: os.path.getmtime(os.path.join(base, name)) for name in os.listdir(base)} if os.path.isdir(base) else {}
+    return (
+        {name: os.path.getmtime(os.path.join(base, name)) for name in os.listdir(base)} if os.path.isdir(base) else {}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +82,9 @@ def test_pushed_model_serves_raw_image_bytes(runs: dict) -> None:
 
 def test_predict_cli_uses_the_newest_pushed_version(runs: dict) -> None:
     image = write(os.path.join(runs["root"], "query", "q.png"), encode(solid((10, 200, 10)), "PNG"))
-    result = CliRunner().invoke(cli.main, ["predict", image, "--model-dir", os.path.join(runs["root"], "serving", "image_classifier")])
+    result = CliRunner().invoke(
+        cli.main, ["predict", image, "--model-dir", os.path.join(runs["root"], "serving", "image_classifier")]
+    )
     assert result.exit_code == 0, result.output
     assert "q.png" in result.output and ("cats" in result.output and "dogs" in result.output)
 

@@ -60,11 +60,13 @@ def test_worse_fine_tuning_restores_stage1_weights(
 
     monkeypatch.setattr(model_lib, "unfreeze_top_layers", unfreeze)
     with caplog.at_level(logging.WARNING):
-        summary = trainer.train_two_stages(classifier, _data(), _data(), _config(stage2_learning_rate=0.5), str(tmp_path))
+        summary = trainer.train_two_stages(
+            classifier, _data(), _data(), _config(stage2_learning_rate=0.5), str(tmp_path)
+        )
     assert summary["kept_stage"] == 1
     assert (summary["head_only_eval_accuracy"], summary["fine_tuned_eval_accuracy"]) == (0.9, 0.5)
     assert "keeping the stage 1 (head-only) model" in caplog.text
-    assert all(np.array_equal(a, np.array(b)) for a, b in zip(captured["stage1"], classifier.weights))
+    assert all(np.array_equal(a, np.array(b)) for a, b in zip(captured["stage1"], classifier.weights, strict=True))
     assert len(summary["stage1"]["accuracy"]) == 1 and len(summary["stage2"]["val_accuracy"]) == 1
 
 
@@ -81,7 +83,7 @@ def test_better_fine_tuning_is_kept_and_trains_top_layers(monkeypatch: pytest.Mo
     )
     assert len(summary["stage2"]["loss"]) == 2
     # Layers below the top N never changed.
-    assert all(np.array_equal(a, np.array(b)) for a, b in zip(frozen_before, backbone.layers[1].weights))
+    assert all(np.array_equal(a, np.array(b)) for a, b in zip(frozen_before, backbone.layers[1].weights, strict=True))
 
 
 def test_from_scratch_trains_everything_in_one_stage(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
@@ -91,4 +93,4 @@ def test_from_scratch_trains_everything_in_one_stage(monkeypatch: pytest.MonkeyP
     _patch_eval(monkeypatch, [0.4])
     summary = trainer.train_two_stages(classifier, _data(), _data(), _config(weights="none"), str(tmp_path))
     assert "stage2" not in summary and summary["kept_stage"] == 1
-    assert not all(np.array_equal(a, np.array(b)) for a, b in zip(first_conv, backbone.layers[1].weights))
+    assert not all(np.array_equal(a, np.array(b)) for a, b in zip(first_conv, backbone.layers[1].weights, strict=True))

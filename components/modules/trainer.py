@@ -9,9 +9,12 @@ exposes the TFT graph (``transform_features``) for the Evaluator.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -21,7 +24,8 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from components.modules import features, model as model_lib
+from components.modules import features
+from components.modules import model as model_lib
 
 IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
 LABEL_XF = features.transformed_name(features.LABEL_KEY)
@@ -62,19 +66,30 @@ def _fit_stage(
     log_dir: str,
 ) -> dict[str, list[float]]:
     """Runs epochs ``[first, last)`` and returns the per-epoch history."""
-    history = classifier.fit(
-        train,
-        validation_data=evaluation,
-        initial_epoch=epochs[0],
-        epochs=epochs[1],
-        callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir)],
-        verbose=2,
-    )
+    with _one_pass_datasets():
+        history = classifier.fit(
+            train,
+            validation_data=evaluation,
+            initial_epoch=epochs[0],
+            epochs=epochs[1],
+            callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir)],
+            verbose=2,
+        )
     return {key: [float(value) for value in values] for key, values in history.history.items()}
 
 
 def _eval_accuracy(classifier: keras.Model, evaluation: tf.data.Dataset) -> float:
-    return float(classifier.evaluate(evaluation, verbose=0, return_dict=True)["accuracy"])
+    with _one_pass_datasets():
+        return float(classifier.evaluate(evaluation, verbose=0, return_dict=True)["accuracy"])
+
+
+@contextlib.contextmanager
+def _one_pass_datasets() -> Iterator[None]:
+    """Silences Keras' "input ran out of data" warning: each epoch is one pass
+    over a finite dataset of unknown length, by design."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        yield
 
 
 def train_two_stages(
@@ -207,9 +222,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         backbone_inference_mode=config["weights"] != "none",
     )
     summary = train_two_stages(classifier, train, evaluation, config, os.path.join(fn_args.model_run_dir, "logs"))
-    summary.update(class_names=class_names, config=config, trainable_params=int(
-        np.sum([np.prod(w.shape) for w in classifier.trainable_weights])
-    ))
+    summary.update(
+        class_names=class_names,
+        config=config,
+        trainable_params=int(np.sum([np.prod(w.shape) for w in classifier.trainable_weights])),
+    )
     _write_summary(summary, fn_args.model_run_dir)
     signatures = _serving_signatures(
         classifier, tf_transform_output, class_names, config["image_size"], config["top_k"]
