@@ -218,10 +218,25 @@ def ingest_custom_config(limits: image_files.IngestLimits) -> example_gen_pb2.Cu
     return custom
 
 
+def span_range_config(span: int | None) -> tfx.proto.RangeConfig | None:
+    """Pins one span (``None``: TFX picks the latest span)."""
+    if span is None:
+        return None
+    return tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(start_span_number=span, end_span_number=span))
+
+
 def create_example_gen(
-    data_root: str, input_pattern: str, eval_percent: int, limits: image_files.IngestLimits
+    data_root: str,
+    input_pattern: str,
+    eval_percent: int,
+    limits: image_files.IngestLimits,
+    span: int | None = None,
 ) -> FileBasedExampleGen:
-    """The ExampleGen component: hash split on ``path`` into train/eval."""
+    """The ExampleGen component: hash split on ``path`` into train/eval.
+
+    With ``{SPAN}`` in ``input_pattern`` the driver reads the latest span, or
+    ``span`` when given, and records it on the Examples artifact.
+    """
     output_config = tfx.proto.Output(
         split_config=tfx.proto.SplitConfig(
             splits=[
@@ -236,5 +251,6 @@ def create_example_gen(
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="images", pattern=input_pattern)]),
         output_config=output_config,
         custom_config=ingest_custom_config(limits),
+        range_config=span_range_config(span),
         custom_executor_spec=executor_spec.BeamExecutorSpec(ImageFolderExecutor),
     )

@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import os
 import posixpath
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import tensorflow as tf
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -105,7 +106,7 @@ def list_files(root: str) -> list[FoundFile]:
     if not tf.io.gfile.isdir(root):
         raise NoImagesError(f"Data root {root!r} does not exist or is not a folder.")
     found = []
-    for folder, _, files in tf.io.gfile.walk(root):
+    for folder, files in _walk(root):
         for name in files:
             path = posixpath.join(folder, name)
             relative = posixpath.relpath(path, root)
@@ -113,6 +114,29 @@ def list_files(root: str) -> list[FoundFile]:
             label = parts[0] if len(parts) > 1 else ""
             found.append(FoundFile(path=path, relative_path=relative, label=label))
     return sorted(found, key=lambda item: item.relative_path)
+
+
+def _walk(root: str) -> Iterator[tuple[str, list[str]]]:
+    """(folder, file names) below ``root``.
+
+    Local trees follow symbolic links (a link to a file is read as that file; a
+    broken link is listed and later rejected as unreadable) but enter each real
+    folder once, so link loops end. Remote URIs (gs://, s3://) have no links.
+    """
+    if "://" in root:
+        for folder, _, files in tf.io.gfile.walk(root):
+            yield folder, files
+        return
+    seen: set[str] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            logging.warning("Not entering %s again: it links to %s, which was already read.", folder, real)
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        yield folder, files
 
 
 def precheck_reason(found: FoundFile) -> str:

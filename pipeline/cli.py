@@ -36,7 +36,7 @@ def _setup_logging(verbose: bool) -> None:
 
 def _config_options(function: Any) -> Any:
     """Adds one flag per PipelineConfig field (the dataclass is the one source)."""
-    click_types = {"int": int, "float": float, "str": str}
+    click_types = {"int": int, "int | None": int, "float": float, "str": str}
     for field in reversed(dataclasses.fields(config_lib.PipelineConfig)):
         flag = field.name.replace("_", "-")
         help_text = f"Config field {field.name} (default: {field.default if field.default is not dataclasses.MISSING else 'required'})."

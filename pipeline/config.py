@@ -40,7 +40,8 @@ class PipelineConfig:
       serving_dir: Base directory of the TF Serving model repository.
       model_name: Blessed models are pushed to ``<serving_dir>/<model_name>/<version>/``.
       input_pattern: Glob, relative to ``data_root``, of the class folders' files.
-        ``{SPAN}`` selects the latest span folder (see README).
+        ``span-{SPAN:4}/*/*`` reads the latest ``span-NNNN`` folder (see README).
+      span: With ``{SPAN}`` in the pattern, read this span instead of the latest.
       eval_percent: Share of the images (by hash of their relative path) in the
         eval split.
       image_size: Side of the square images the model sees.
@@ -73,6 +74,7 @@ class PipelineConfig:
     serving_dir: str = "serving"
     model_name: str = "image_classifier"
     input_pattern: str = "*/*"
+    span: int | None = None
     eval_percent: int = 20
     image_size: int = 224
     backbone: str = "MobileNetV2"
@@ -163,6 +165,11 @@ def _validate(config: PipelineConfig) -> None:
         _require(0 < value < 1, f"{name} must be in (0, 1). Received: {name}={value}")
     _require(config.fine_tune_layers >= 1, f"fine_tune_layers must be >= 1. Received: {config.fine_tune_layers}")
     _require(0 <= config.dropout < 1, f"dropout must be in [0, 1). Received: {config.dropout}")
+    _require(
+        config.span is None or "{SPAN" in config.input_pattern,
+        f"span={config.span} needs a {{SPAN}} placeholder in input_pattern. Received: {config.input_pattern!r}",
+    )
+    _require(config.span is None or config.span >= 0, f"span must be >= 0. Received: {config.span}")
     _require(config.top_k >= 1, f"top_k must be >= 1. Received: {config.top_k}")
     _require(config.max_pixels >= 1, f"max_pixels must be >= 1. Received: {config.max_pixels}")
     _require(config.min_side >= 1, f"min_side must be >= 1. Received: {config.min_side}")
@@ -192,7 +199,7 @@ def _coerce(name: str, value: Any) -> Any:
                     raise ValueError(value)
                 return lowered in ("true", "1", "yes")
             return bool(value)
-        if field_type == "int":
+        if field_type in ("int", "int | None"):
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
             return int(value)

@@ -9,7 +9,7 @@ from tfx import v1 as tfx
 from tfx.components.example_gen import utils as example_gen_utils
 from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
-from components import image_files
+from components import image_example_gen, image_files
 from components.modules import model as model_lib
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
@@ -33,7 +33,9 @@ def preflight(config: PipelineConfig) -> None:
         raise image_files.NoImagesError(f"Data root {config.data_root!r} does not exist or is not a folder.")
     try:
         # Resolves {SPAN}/{VERSION} in place exactly as the ExampleGen driver will.
-        example_gen_utils.calculate_splits_fingerprint_span_and_version(config.data_root, [split])
+        example_gen_utils.calculate_splits_fingerprint_span_and_version(
+            config.data_root, [split], image_example_gen.span_range_config(config.span)
+        )
     except ValueError as error:
         raise image_files.NoImagesError(
             f"No images found under {config.data_root!r} (input_pattern {config.input_pattern!r}): {error}"

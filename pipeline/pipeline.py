@@ -95,6 +95,7 @@ def create_pipeline(
         config.input_pattern,
         config.eval_percent,
         image_files.IngestLimits(max_pixels=config.max_pixels, min_side=config.min_side),
+        config.span,
     )
     schema_gen = tfx.components.ImportSchemaGen(schema_file=os.path.join(SCHEMA_DIR, "schema.pbtxt"))
     statistics_gen = tfx.components.StatisticsGen(

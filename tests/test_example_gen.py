@@ -62,6 +62,8 @@ def _make_folder(root: str) -> dict[str, str]:
     }
     for relative, data in bad.items():
         write(os.path.join(root, relative), data)
+    os.symlink(os.path.join(root, "gone.png"), os.path.join(root, "red", "dangling.png"))
+    bad["red/dangling.png"] = b""
     return bad
 
 
@@ -94,6 +96,7 @@ def test_every_file_is_ingested_or_rejected_with_a_reason(tmp_path: object) -> N
         "blue/tiny.png": image_files.REASON_TOO_SMALL,
         "stray.jpg": image_files.REASON_TOP_LEVEL,
         "blue/.hidden.png": image_files.REASON_HIDDEN,
+        "red/dangling.png": image_files.REASON_UNREADABLE_PATH,
     }
     # MLMD sees the counts as artifact properties.
     assert examples.get_int_custom_property("ingested") == 12

@@ -132,3 +132,15 @@ def test_a_single_class_is_a_clear_error(tmp_path: object) -> None:
     write(os.path.join(root, "only", "0.png"), b"x")
     with pytest.raises(image_files.NoImagesError, match="at least two class folders"):
         image_files.check_classes(root, image_files.class_file_counts(root, image_files.list_files(root)), 10)
+
+
+def test_symlinks_are_followed_once_and_broken_ones_listed(tmp_path: object) -> None:
+    root, outside = os.path.join(str(tmp_path), "root"), os.path.join(str(tmp_path), "outside")
+    write(os.path.join(outside, "linked.png"), b"x")
+    write(os.path.join(root, "cats", "real.png"), b"x")
+    os.symlink(os.path.join(outside, "linked.png"), os.path.join(root, "cats", "file_link.png"))
+    os.symlink(os.path.join(outside, "missing.png"), os.path.join(root, "cats", "broken.png"))
+    os.symlink(outside, os.path.join(root, "dogs"))  # a class folder that is a link
+    os.symlink(root, os.path.join(root, "cats", "loop"))  # a loop back to the root
+    found = sorted(item.relative_path for item in image_files.list_files(root))
+    assert found == ["cats/broken.png", "cats/file_link.png", "cats/real.png", "dogs/linked.png"]

@@ -1,0 +1,79 @@
+"""Span folders: a scheduled run reads the newest drop without code changes."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import tensorflow as tf
+from tfx import v1 as tfx
+
+from components import image_example_gen, image_files
+from pipeline import local_runner
+from pipeline.config import build_config
+from tests.helpers import encode, solid, write
+
+PATTERN = "span-{SPAN:4}/*/*"
+
+
+def _drop(root: str, span: int, per_class: int) -> None:
+    for label, color in (("red", (220, 20, 20)), ("blue", (20, 20, 220))):
+        for index in range(per_class):
+            write(os.path.join(root, f"span-{span:04d}", label, f"{span}_{index}.png"), encode(solid(color), "PNG"))
+
+
+def _ingest(data_root: str, pipeline_root: str, span: int | None) -> tfx.types.Artifact:
+    example_gen = image_example_gen.create_example_gen(data_root, PATTERN, 20, image_files.IngestLimits(), span)
+    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(os.path.join(pipeline_root, "m.sqlite"))
+    pipeline = tfx.dsl.Pipeline(
+        pipeline_name="spans",
+        pipeline_root=pipeline_root,
+        components=[example_gen],
+        metadata_connection_config=metadata,
+        beam_pipeline_args=["--runner=FnApiRunner"],
+    )
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+    from ml_metadata import metadata_store
+
+    store = metadata_store.MetadataStore(metadata)
+    return max(store.get_artifacts_by_type("Examples"), key=lambda artifact: artifact.id)
+
+
+def _paths(uri: str) -> set[str]:
+    files = tf.io.gfile.glob(os.path.join(uri, "Split-*", "*"))
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    return {
+        tf.train.Example.FromString(r.numpy()).features.feature["path"].bytes_list.value[0].decode() for r in records
+    }
+
+
+@pytest.mark.slow
+def test_latest_span_is_read_and_a_span_can_be_pinned(tmp_path: object) -> None:
+    data_root = os.path.join(str(tmp_path), "data")
+    _drop(data_root, 1, per_class=3)
+    _drop(data_root, 2, per_class=4)
+    latest = _ingest(data_root, os.path.join(str(tmp_path), "root"), span=None)
+    assert latest.custom_properties["span"].int_value == 2
+    assert _paths(latest.uri) == {f"{c}/2_{i}.png" for c in ("red", "blue") for i in range(4)}
+    assert latest.custom_properties["ingested"].int_value == 8
+
+    pinned = _ingest(data_root, os.path.join(str(tmp_path), "root"), span=1)
+    assert pinned.custom_properties["span"].int_value == 1
+    assert _paths(pinned.uri) == {f"{c}/1_{i}.png" for c in ("red", "blue") for i in range(3)}
+
+
+def test_preflight_checks_the_span_that_will_be_read(tmp_path: object) -> None:
+    data_root = os.path.join(str(tmp_path), "data")
+    _drop(data_root, 1, per_class=2)
+    # The newest drop holds one class only: the run would train on it, so preflight refuses.
+    write(os.path.join(data_root, "span-0002", "red", "0.png"), encode(solid((220, 20, 20)), "PNG"))
+    os.makedirs(os.path.join(data_root, "span-0003", "red"))  # no files yet: not a span TFX would read
+    config = build_config({"data_root": data_root, "input_pattern": PATTERN, "weights": "none"})
+    with pytest.raises(image_files.NoImagesError, match="span-0002"):
+        local_runner.preflight(config)
+    local_runner.preflight(build_config({**config.to_dict(), "span": 1, "beam_args": []}))
+
+
+def test_span_needs_a_placeholder() -> None:
+    with pytest.raises(ValueError, match="needs a {SPAN} placeholder"):
+        build_config({"data_root": "/d", "span": 3})
