@@ -20,6 +20,9 @@ RUNNERS = ("local", "beam")
 PIPELINE_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
 WEIGHTS_IMAGENET = "imagenet"
 WEIGHTS_NONE = "none"
+WEIGHTS_BASE_MODEL = "base_model"
+FINE_TUNE_SCHEDULES = ("top_n", "fraction", "progressive")
+DISTRIBUTIONS = ("auto", "mirrored", "none")
 # Hash buckets used for the deterministic train/eval split (out of 100).
 SPLIT_BUCKETS = 100
 
@@ -53,9 +56,22 @@ class PipelineConfig:
       stage2_epochs: Epochs fine-tuning the top layers (0 skips stage 2).
       stage1_learning_rate: Adam learning rate of stage 1.
       stage2_learning_rate: Adam learning rate of stage 2 (keep it low).
+      fine_tune_schedule: ``top_n`` (the top ``fine_tune_layers`` layers),
+        ``fraction`` (the top ``fine_tune_fraction`` of the layers) or
+        ``progressive`` (one more block from the top every ``epochs_per_block`` epochs).
       fine_tune_layers: How many backbone layers from the top are unfrozen in stage 2.
+      fine_tune_fraction: Share of the backbone layers unfrozen (``fraction``).
+      epochs_per_block: Epochs per unfrozen block (``progressive``).
+      early_stopping_patience: Stop a stage after this many epochs without a better
+        eval accuracy and restore the best epoch (0: off).
+      compare_from_scratch: Also train from scratch and flag negative transfer.
+      base_model: URI of an earlier run's Model artifact whose backbone to transfer
+        (with ``weights=base_model``).
       dropout: Dropout rate before the classification layer.
       augment: Random flip/rotation/zoom during training only.
+      mixed_precision: mixed_float16 compute (GPUs); the output layer stays float32.
+      xla: Compile the training step with XLA.
+      distribution: ``auto`` (MirroredStrategy with several GPUs), ``mirrored`` or ``none``.
       top_k: How many classes ``serving_default`` returns per image.
       max_pixels: Images with more pixels are rejected at ingest (decoding bombs).
       min_side: Images with a smaller side are rejected at ingest.
@@ -85,9 +101,18 @@ class PipelineConfig:
     stage2_epochs: int = 5
     stage1_learning_rate: float = 1e-3
     stage2_learning_rate: float = 1e-5
+    fine_tune_schedule: str = "top_n"
     fine_tune_layers: int = 30
+    fine_tune_fraction: float = 0.3
+    epochs_per_block: int = 2
+    early_stopping_patience: int = 0
+    compare_from_scratch: bool = False
+    base_model: str = ""
     dropout: float = 0.2
     augment: bool = True
+    mixed_precision: bool = False
+    xla: bool = False
+    distribution: str = "auto"
     top_k: int = 5
     max_pixels: int = 50_000_000
     min_side: int = 8
@@ -113,8 +138,8 @@ class PipelineConfig:
 
     @property
     def weights_kind(self) -> str:
-        """``imagenet``, ``none`` or ``file``."""
-        if self.weights in (WEIGHTS_IMAGENET, WEIGHTS_NONE):
+        """``imagenet``, ``none``, ``base_model`` or ``file``."""
+        if self.weights in (WEIGHTS_IMAGENET, WEIGHTS_NONE, WEIGHTS_BASE_MODEL):
             return self.weights
         return "file"
 
@@ -123,7 +148,9 @@ class PipelineConfig:
         keys = (
             "image_size", "backbone", "backbone_alpha", "weights", "batch_size",
             "stage1_epochs", "stage2_epochs", "stage1_learning_rate",
-            "stage2_learning_rate", "fine_tune_layers", "dropout", "augment", "top_k", "seed",
+            "stage2_learning_rate", "fine_tune_schedule", "fine_tune_layers", "fine_tune_fraction",
+            "epochs_per_block", "early_stopping_patience", "compare_from_scratch", "dropout", "augment",
+            "mixed_precision", "xla", "distribution", "top_k", "seed",
         )  # fmt: skip
         return {key: getattr(self, key) for key in keys}
 
@@ -170,6 +197,28 @@ def _validate(config: PipelineConfig) -> None:
         f"span={config.span} needs a {{SPAN}} placeholder in input_pattern. Received: {config.input_pattern!r}",
     )
     _require(config.span is None or config.span >= 0, f"span must be >= 0. Received: {config.span}")
+    _require(
+        config.fine_tune_schedule in FINE_TUNE_SCHEDULES,
+        f"Unknown fine_tune_schedule. Expected one of {FINE_TUNE_SCHEDULES}. Received: {config.fine_tune_schedule!r}",
+    )
+    _require(
+        0 < config.fine_tune_fraction <= 1,
+        f"fine_tune_fraction must be in (0, 1]. Received: {config.fine_tune_fraction}",
+    )
+    _require(config.epochs_per_block >= 1, f"epochs_per_block must be >= 1. Received: {config.epochs_per_block}")
+    _require(
+        config.early_stopping_patience >= 0,
+        f"early_stopping_patience must be >= 0. Received: {config.early_stopping_patience}",
+    )
+    _require(
+        config.distribution in DISTRIBUTIONS,
+        f"Unknown distribution. Expected one of {DISTRIBUTIONS}. Received: {config.distribution!r}",
+    )
+    _require(
+        (config.weights == WEIGHTS_BASE_MODEL) == bool(config.base_model),
+        "weights=base_model and base_model=<URI of an earlier run's Model artifact> go together. "
+        f"Received: weights={config.weights!r}, base_model={config.base_model!r}",
+    )
     _require(config.top_k >= 1, f"top_k must be >= 1. Received: {config.top_k}")
     _require(config.max_pixels >= 1, f"max_pixels must be >= 1. Received: {config.max_pixels}")
     _require(config.min_side >= 1, f"min_side must be >= 1. Received: {config.min_side}")
@@ -182,7 +231,7 @@ def _validate(config: PipelineConfig) -> None:
         config.runner in RUNNERS,
         f"Unknown runner. Expected one of {RUNNERS}. Received: runner={config.runner!r}",
     )
-    _require(bool(config.weights), "weights must be 'imagenet', 'none' or a weights file path.")
+    _require(bool(config.weights), "weights must be 'imagenet', 'none', 'base_model' or a weights file path.")
 
 
 _FIELDS = {field.name: field for field in dataclasses.fields(PipelineConfig)}

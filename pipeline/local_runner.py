@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
+import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.components.example_gen import utils as example_gen_utils
 from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
@@ -48,7 +49,12 @@ def preflight(config: PipelineConfig) -> None:
     for warning in image_files.check_classes(root, counts, MIN_FILES_PER_CLASS):
         logging.warning("Data: %s", warning)
     model_lib.get_backbone_spec(config.backbone)
-    if config.weights_kind == "file" and not os.path.isfile(config.weights):
+    if config.base_model and not tf.io.gfile.exists(os.path.join(config.base_model, model_lib.BACKBONE_WEIGHTS)):
+        raise model_lib.WeightsError(
+            f"base_model {config.base_model!r} has no {model_lib.BACKBONE_WEIGHTS}: pass the URI of a Model artifact "
+            "written by this pipeline's Trainer, e.g. tfx_root/Trainer/model/<id>."
+        )
+    if config.weights_kind == "file" and not tf.io.gfile.exists(config.weights):
         raise model_lib.WeightsError(f"Weights file not found: {config.weights}. {model_lib.WEIGHTS_HELP}")
     if config.weights_kind == "imagenet":
         # Downloads (and caches) the weights now, so an offline machine fails in seconds.

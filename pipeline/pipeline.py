@@ -110,8 +110,14 @@ def create_pipeline(
         module_file=TRANSFORM_MODULE_FILE,
         custom_config={"image_size": config.image_size},
     )
+    base_model = None
+    if config.base_model:
+        base_model = tfx.dsl.Importer(
+            source_uri=config.base_model, artifact_type=tfx.types.standard_artifacts.Model
+        ).with_id("base_model_importer")
     trainer = tfx.components.Trainer(
         module_file=TRAINER_MODULE_FILE,
+        base_model=base_model.outputs["result"] if base_model else None,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
@@ -146,6 +152,7 @@ def create_pipeline(
             statistics_gen,
             example_validator,
             transform,
+            *([base_model] if base_model else []),
             trainer,
             model_resolver,
             evaluator,

@@ -12,6 +12,8 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
+from components.modules import reports
+
 _STATE_NAMES = {
     metadata_store_pb2.Execution.COMPLETE: "ran",
     metadata_store_pb2.Execution.CACHED: "cached",
@@ -19,7 +21,7 @@ _STATE_NAMES = {
     metadata_store_pb2.Execution.RUNNING: "running",
     metadata_store_pb2.Execution.CANCELED: "canceled",
 }
-TRAINING_SUMMARY = "training_summary.json"
+TRAINING_SUMMARY = reports.SUMMARY_JSON
 
 
 @dataclasses.dataclass
@@ -33,6 +35,8 @@ class RunReport:
     blessed: bool | None
     pushed_to: str | None
     anomalies: list[str]
+    training_files: list[str] = dataclasses.field(default_factory=list)
+    training_dir: str = ""
 
     def format(self) -> str:
         """A short human-readable summary."""
@@ -49,6 +53,13 @@ class RunReport:
             lines.append(
                 f"  eval accuracy: head-only {self.training.get('head_only_eval_accuracy'):.3f}, "
                 f"fine-tuned {_fmt(self.training.get('fine_tuned_eval_accuracy'))}, kept stage {self.training.get('kept_stage')}"
+            )
+            if self.training.get("negative_transfer"):
+                lines.append(
+                    f"  NEGATIVE TRANSFER: from scratch reached {self.training['from_scratch_eval_accuracy']:.3f}"
+                )
+            lines.append(
+                f"  training reports: {self.training_dir} (learning curves, confusion matrix, TensorBoard logs)"
             )
         lines.append(f"  blessed: {self.blessed}; pushed to: {self.pushed_to or 'nothing pushed'}")
         return "\n".join(lines)
@@ -135,6 +146,8 @@ def _add_artifact(report: RunReport, type_name: str, artifact: metadata_store_pb
         report.ingest["report_dir"] = os.path.join(artifact.uri, "ingest_report")
     elif type_name == "ModelRun":
         report.training = _read_json(os.path.join(artifact.uri, TRAINING_SUMMARY))
+        report.training_dir = artifact.uri
+        report.training_files = sorted(name.rstrip("/") for name in tf.io.gfile.listdir(artifact.uri))
     elif type_name == "ModelBlessing":
         report.blessed = bool(_custom(artifact, "blessed"))
     elif type_name == "PushedModel" and _custom(artifact, "pushed"):

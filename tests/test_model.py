@@ -20,12 +20,39 @@ def _backbone(classifier: keras.Model) -> keras.Model:
     return classifier.get_layer(model_lib.BACKBONE_LAYER_NAME)
 
 
-@pytest.mark.parametrize("name", sorted(model_lib.BACKBONES))
-def test_each_backbone_outputs_class_probabilities(name: str) -> None:
-    backbone = model_lib.build_backbone(name, SIZE, "none")
+FAMILY_REPRESENTATIVES = [
+    "EfficientNetB0",
+    "MobileNetV2",
+    "MobileNetV3Small",
+    "ResNet50",
+    "ResNet50V2",
+    "VGG16",
+    "Xception",
+]
+
+
+def test_every_registered_backbone_builds_with_its_preprocessing() -> None:
+    for name, spec in model_lib.BACKBONES.items():
+        classifier = model_lib.build_classifier(
+            model_lib.build_backbone(name, spec.min_size, "none"), name, num_classes=3, dropout=0.0
+        )
+        assert classifier.output_shape == (None, 3), name
+        assert classifier.get_layer("preprocess") is not None
+
+
+@pytest.mark.parametrize("name", FAMILY_REPRESENTATIVES)
+def test_each_backbone_family_trains_a_step_and_outputs_probabilities(name: str) -> None:
+    size = model_lib.BACKBONES[name].min_size
+    backbone = model_lib.build_backbone(name, size, "none")
     classifier = model_lib.build_classifier(backbone, name, num_classes=4, dropout=0.0)
-    probabilities = classifier(np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32"))
-    assert probabilities.shape == (2, 4)
+    model_lib.freeze_backbone(classifier)
+    model_lib.compile_model(classifier, 1e-2)
+    images = np.random.default_rng(0).uniform(0, 255, (4, size, size, 3)).astype("float32")
+    head_before = np.array(classifier.get_layer(model_lib.OUTPUT_LAYER_NAME).weights[0])
+    classifier.fit(images, np.arange(4), batch_size=4, epochs=1, verbose=0)
+    assert not np.array_equal(head_before, np.array(classifier.get_layer(model_lib.OUTPUT_LAYER_NAME).weights[0]))
+    probabilities = classifier.predict(images, verbose=0)
+    assert probabilities.shape == (4, 4)
     assert np.allclose(np.sum(probabilities, axis=1), 1.0, atol=1e-5)
 
 
@@ -112,3 +139,34 @@ def test_training_model_shares_weights_and_augments_only_in_training() -> None:
     images = np.random.default_rng(2).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
     np.testing.assert_allclose(fitted(images, training=False), classifier(images, training=False), atol=1e-6)
     assert "augmentation" not in [layer.name for layer in classifier.layers]
+
+
+def test_blocks_follow_the_architecture() -> None:
+    backbone = _backbone(_classifier())
+    blocks = model_lib.layer_blocks(backbone)
+    names = [[backbone.layers[i].name for i in block] for block in blocks]
+    assert names[-1][0] == "block_16_expand" and names[-1][-1] == "out_relu"  # the final conv joins block 16
+    assert names[-2][0] == "block_15_expand" and "block_15_add" in names[-2]
+    assert [i for block in blocks for i in block] == sorted(i for block in blocks for i in block)
+
+
+def test_fine_tune_plans() -> None:
+    backbone = _backbone(_classifier())
+    count = len(backbone.layers)
+    config = {"stage2_epochs": 5, "fine_tune_layers": 10, "fine_tune_fraction": 0.25, "epochs_per_block": 2}
+    assert model_lib.fine_tune_plan(backbone, "top_n", config) == [(count - 10, 5)]
+    assert model_lib.fine_tune_plan(backbone, "fraction", config) == [(count - round(0.25 * count), 5)]
+    plan = model_lib.fine_tune_plan(backbone, "progressive", config)
+    blocks = model_lib.layer_blocks(backbone)
+    assert plan == [(blocks[-1][0], 2), (blocks[-2][0], 2), (blocks[-3][0], 1)]
+    with pytest.raises(ValueError, match="Unknown fine-tuning schedule"):
+        model_lib.fine_tune_plan(backbone, "all_at_once", config)
+
+
+def test_weights_from_a_uri_are_copied_locally(tmp_path: object) -> None:
+    source = model_lib.build_backbone("MobileNetV2", SIZE, "none", alpha=0.35)
+    path = f"{tmp_path}/source.weights.h5"
+    source.save_weights(path)
+    # file:// goes through tf.io.gfile like gs:// or s3:// would.
+    loaded = model_lib.build_backbone("MobileNetV2", SIZE, f"file://{path}", alpha=0.35)
+    assert all(np.array_equal(np.array(a), np.array(b)) for a, b in zip(source.weights, loaded.weights, strict=True))

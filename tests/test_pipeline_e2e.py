@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
+from ml_metadata import metadata_store
+from tfx import v1 as tfx
 
+from components.modules import model as model_lib
 from pipeline import cli, local_runner
 from pipeline.config import PipelineConfig, build_config
 from tests.helpers import encode, noise_folder, solid, write
@@ -54,7 +58,28 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     results["versions_after_second"] = _versions(first)
     results["blocked"] = local_runner.run(_config(root, min_accuracy=1.0, runner="beam"))
     results["versions_after_blocked"] = _versions(first)
+    # Domain transfer: a new pipeline starts from the first run's trained backbone.
+    results["base_model"] = _trainer_model_uri(first)
+    transfer = _config(
+        root,
+        pipeline_name="transfer",
+        pipeline_root=os.path.join(root, "transfer_root"),
+        weights="base_model",
+        base_model=results["base_model"],
+        augment=False,
+        compare_from_scratch=True,
+    )
+    local_runner.preflight(transfer)
+    results["transfer"] = local_runner.run(transfer)
+    results["transfer_model"] = _trainer_model_uri(transfer)
     return results
+
+
+def _trainer_model_uri(config: PipelineConfig) -> str:
+    store = metadata_store.MetadataStore(
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    )
+    return max(store.get_artifacts_by_type("Model"), key=lambda artifact: artifact.id).uri
 
 
 def test_first_run_ingests_trains_blesses_and_pushes(runs: dict) -> None:
@@ -104,3 +129,28 @@ def test_gate_blocks_push_and_serving_dir_is_unchanged(runs: dict) -> None:
     assert report.blessed is False
     assert report.pushed_to is None
     assert runs["versions_after_blocked"] == runs["versions_after_second"]
+
+
+def test_domain_transfer_starts_from_the_earlier_model(runs: dict) -> None:
+    report = runs["transfer"]
+    assert report.component_states["base_model_importer"] == "ran"
+    assert report.training["config"]["weights"] == "base_model"
+    # Stage 1 keeps the transferred backbone frozen (inference mode), so it leaves
+    # training exactly as it came from the first pipeline's model.
+    before = model_lib.build_backbone("MobileNetV2", 32, os.path.join(runs["base_model"], model_lib.BACKBONE_WEIGHTS))
+    after = model_lib.build_backbone(
+        "MobileNetV2", 32, os.path.join(runs["transfer_model"], model_lib.BACKBONE_WEIGHTS)
+    )
+    pairs = list(zip(before.weights, after.weights, strict=True))
+    assert all(np.array_equal(np.array(a), np.array(b)) for a, b in pairs)
+    for name in ("learning_curves.png", "confusion_matrix.png", "training_summary.md", "logs"):
+        assert name in report.training_files
+    # The comparison run trained from scratch on the same data and epochs.
+    scratch = report.training["from_scratch_eval_accuracy"]
+    assert 0.0 <= scratch <= 1.0
+    assert report.training["negative_transfer"] == (scratch > report.training["head_only_eval_accuracy"])
+    examples_uri = os.path.dirname(report.ingest["report_dir"])
+    eval_files = tf.io.gfile.glob(os.path.join(examples_uri, "Split-eval", "*"))
+    eval_count = sum(1 for _ in tf.data.TFRecordDataset(eval_files, compression_type="GZIP"))
+    matrix = np.array(report.training["confusion_matrix"])
+    assert matrix.shape == (2, 2) and matrix.sum() == eval_count

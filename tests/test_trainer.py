@@ -52,13 +52,13 @@ def test_worse_fine_tuning_restores_stage1_weights(
     classifier = _classifier()
     _patch_eval(monkeypatch, [0.9, 0.5])
     captured = {}
-    original_unfreeze = model_lib.unfreeze_top_layers
+    original_unfreeze = model_lib.unfreeze_from
 
-    def unfreeze(model: keras.Model, num_layers: int) -> list[str]:
+    def unfreeze(model: keras.Model, first_index: int) -> list[str]:
         captured["stage1"] = [np.array(w) for w in model.weights]
-        return original_unfreeze(model, num_layers)
+        return original_unfreeze(model, first_index)
 
-    monkeypatch.setattr(model_lib, "unfreeze_top_layers", unfreeze)
+    monkeypatch.setattr(model_lib, "unfreeze_from", unfreeze)
     with caplog.at_level(logging.WARNING):
         summary = trainer.train_two_stages(
             classifier, _data(), _data(), _config(stage2_learning_rate=0.5), str(tmp_path)
@@ -94,3 +94,57 @@ def test_from_scratch_trains_everything_in_one_stage(monkeypatch: pytest.MonkeyP
     summary = trainer.train_two_stages(classifier, _data(), _data(), _config(weights="none"), str(tmp_path))
     assert "stage2" not in summary and summary["kept_stage"] == 1
     assert not all(np.array_equal(a, np.array(b)) for a, b in zip(first_conv, backbone.layers[1].weights, strict=True))
+
+
+def test_progressive_unfreezing_grows_block_by_block(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    classifier = _classifier()
+    unfrozen: list[int] = []
+    original = model_lib.unfreeze_from
+
+    def record(model: keras.Model, first_index: int) -> list[str]:
+        names = original(model, first_index)
+        unfrozen.append(len(names))
+        return names
+
+    monkeypatch.setattr(model_lib, "unfreeze_from", record)
+    _patch_eval(monkeypatch, [0.5, 0.6])
+    config = _config(fine_tune_schedule="progressive", stage2_epochs=3, epochs_per_block=1)
+    summary = trainer.train_two_stages(classifier, _data(), _data(), config, str(tmp_path))
+    assert len(summary["stage2_plan"]) == 3 and len(summary["stage2"]["loss"]) == 3
+    assert unfrozen == sorted(unfrozen) and unfrozen[0] < unfrozen[-1]
+    assert [step["first_layer"] for step in summary["stage2_plan"]][:2] == ["block_16_expand", "block_15_expand"]
+
+
+def test_early_stopping_ends_a_stalled_stage(tmp_path: object) -> None:
+    classifier = _classifier()
+    same = np.full((8, SIZE, SIZE, 3), 128.0, "float32")
+    data = tf.data.Dataset.from_tensor_slices((same, np.zeros(8, "int64"))).batch(4)
+    # Identical eval images get one prediction, so eval accuracy can improve at most once.
+    config = _config(stage1_epochs=6, stage2_epochs=0, early_stopping_patience=1, augment=False)
+    summary = trainer.train_two_stages(classifier, data, data, config, str(tmp_path))
+    assert 2 <= len(summary["stage1"]["loss"]) <= 3
+
+
+def test_mixed_precision_xla_and_mirrored_strategy_run_on_cpu(tmp_path: object) -> None:
+    with trainer._precision(True), trainer._strategy("mirrored").scope():
+        classifier = _classifier()
+        config = _config(stage2_epochs=1, xla=True)
+        summary = trainer.train_two_stages(classifier, _data(), _data(), config, str(tmp_path))
+        conv = classifier.get_layer(model_lib.BACKBONE_LAYER_NAME).get_layer("Conv1")
+        assert conv.compute_dtype == "float16" and conv.variable_dtype == "float32"
+        assert classifier.output.dtype == "float32"
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert len(summary["stage2"]["loss"]) == 1
+
+
+def test_base_model_weights_come_from_the_earlier_run(tmp_path: object) -> None:
+    backbone = model_lib.build_backbone("MobileNetV2", SIZE, "none", alpha=0.35)
+    model_dir = tmp_path / "Trainer" / "model" / "7"
+    (model_dir / "Format-Serving").mkdir(parents=True)
+    backbone.save_weights(str(model_dir / model_lib.BACKBONE_WEIGHTS))
+    local = trainer._backbone_weights({"weights": "base_model"}, str(model_dir / "Format-Serving"))
+    loaded = model_lib.build_backbone("MobileNetV2", SIZE, local, alpha=0.35)
+    assert all(np.array_equal(np.array(a), np.array(b)) for a, b in zip(backbone.weights, loaded.weights, strict=True))
+    with pytest.raises(model_lib.WeightsError, match="has no backbone.weights.h5"):
+        trainer._backbone_weights({"weights": "base_model"}, str(tmp_path))
+    assert trainer._backbone_weights({"weights": "imagenet"}, None) == "imagenet"

@@ -11,13 +11,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
+import tempfile
 from collections.abc import Callable
+from typing import Any
 
 import keras
+import tensorflow as tf
 
 BACKBONE_LAYER_NAME = "backbone"
 OUTPUT_LAYER_NAME = "probabilities"
 FROM_SCRATCH_BN_MOMENTUM = 0.9
+# The Trainer saves the backbone under this name next to the serving model, so a
+# later run can transfer it (weights=base_model).
+BACKBONE_WEIGHTS = "backbone.weights.h5"
 WEIGHTS_HELP = (
     "Pass a local weights file instead (--weights /path/to/backbone.weights.h5 or a Keras "
     "application .h5 file downloaded on a machine with network access, e.g. from "
@@ -63,8 +70,17 @@ def _caffe() -> keras.layers.Layer:
 
 BACKBONES: dict[str, BackboneSpec] = {
     "MobileNetV2": BackboneSpec(keras.applications.MobileNetV2, _scale_minus_one_to_one, 32, has_alpha=True),
+    # MobileNetV3 and EfficientNet models rescale their [0, 255] input themselves.
+    "MobileNetV3Small": BackboneSpec(keras.applications.MobileNetV3Small, _identity, 32, has_alpha=True),
+    "MobileNetV3Large": BackboneSpec(keras.applications.MobileNetV3Large, _identity, 32, has_alpha=True),
     "EfficientNetB0": BackboneSpec(keras.applications.EfficientNetB0, _identity, 32),
+    "EfficientNetB1": BackboneSpec(keras.applications.EfficientNetB1, _identity, 32),
+    "EfficientNetB2": BackboneSpec(keras.applications.EfficientNetB2, _identity, 32),
+    "EfficientNetB3": BackboneSpec(keras.applications.EfficientNetB3, _identity, 32),
     "ResNet50": BackboneSpec(keras.applications.ResNet50, _caffe, 32),
+    "ResNet50V2": BackboneSpec(keras.applications.ResNet50V2, _scale_minus_one_to_one, 32),
+    "Xception": BackboneSpec(keras.applications.Xception, _scale_minus_one_to_one, 71),
+    "VGG16": BackboneSpec(keras.applications.VGG16, _caffe, 32),
 }
 
 
@@ -113,11 +129,19 @@ def _speed_up_batchnorm_statistics(backbone: keras.Model) -> None:
 
 
 def load_weights_file(backbone: keras.Model, path: str) -> None:
-    """Loads a weights file into ``backbone``, naming the file on failure."""
-    if not os.path.exists(path):
+    """Loads a weights file (local path or gs://, s3://... URI) into ``backbone``.
+
+    Raises:
+      WeightsError: If the file is missing or does not fit the backbone.
+    """
+    if not tf.io.gfile.exists(path):
         raise WeightsError(f"Weights file not found: {path}. {WEIGHTS_HELP}")
+    local = path
+    if "://" in path:  # Keras reads local files only.
+        local = os.path.join(tempfile.mkdtemp(), os.path.basename(path))
+        tf.io.gfile.copy(path, local)
     try:
-        backbone.load_weights(path)
+        backbone.load_weights(local)
     except Exception as error:  # noqa: BLE001 (h5py and Keras raise many types)
         raise WeightsError(
             f"Weights file {path} does not fit backbone {backbone.name!r} "
@@ -189,23 +213,80 @@ def freeze_backbone(model: keras.Model) -> None:
     model.get_layer(BACKBONE_LAYER_NAME).trainable = False
 
 
-def unfreeze_top_layers(model: keras.Model, num_layers: int) -> list[str]:
-    """Stage 2: unfreezes the top ``num_layers`` backbone layers, BatchNorm excepted.
+_BLOCK_NAME = re.compile(r"^(block_?\d+[a-z]?|conv\d+_block\d+|expanded_conv(?:_\d+)?)_")
+FINE_TUNE_SCHEDULES = ("top_n", "fraction", "progressive")
+
+
+def layer_blocks(backbone: keras.Model) -> list[list[int]]:
+    """Backbone layer indices grouped into the architecture's blocks, bottom to top.
+
+    Blocks come from the Keras applications' layer names (``block_3_*`` in
+    MobileNetV2, ``conv4_block2_*`` in ResNets, ``block6a_*`` in EfficientNets,
+    ``expanded_conv_5_*`` in MobileNetV3, ``block5_*`` in VGG/Xception); layers
+    between blocks (adds, the final conv) join the block before them.
+    """
+    blocks: list[list[int]] = []
+    current = None
+    for index, layer in enumerate(backbone.layers):
+        match = _BLOCK_NAME.match(layer.name)
+        key = match.group(1) if match else current
+        if key != current or not blocks:
+            blocks.append([])
+            current = key
+        blocks[-1].append(index)
+    return [block for block in blocks if any(backbone.layers[i].weights for i in block)]
+
+
+def fine_tune_plan(backbone: keras.Model, schedule: str, config: dict[str, Any]) -> list[tuple[int, int]]:
+    """Stage 2 as a list of (first unfrozen layer index, epochs).
+
+    ``top_n``: the top ``fine_tune_layers`` layers for all ``stage2_epochs``.
+    ``fraction``: the top ``fine_tune_fraction`` of the layers.
+    ``progressive``: one more block from the top every ``epochs_per_block`` epochs.
+    """
+    epochs = config["stage2_epochs"]
+    count = len(backbone.layers)
+    if schedule == "top_n":
+        return [(max(count - config["fine_tune_layers"], 0), epochs)]
+    if schedule == "fraction":
+        return [(count - max(1, round(config["fine_tune_fraction"] * count)), epochs)]
+    if schedule != "progressive":
+        raise ValueError(f"Unknown fine-tuning schedule. Expected one of {FINE_TUNE_SCHEDULES}. Received: {schedule!r}")
+    blocks = layer_blocks(backbone)
+    plan = []
+    remaining = epochs
+    for block in reversed(blocks):
+        if remaining <= 0:
+            break
+        step = min(config["epochs_per_block"], remaining)
+        plan.append((block[0], step))
+        remaining -= step
+    return plan
+
+
+def unfreeze_from(model: keras.Model, first_index: int) -> list[str]:
+    """Unfreezes backbone layers from ``first_index`` up, BatchNorm excepted.
 
     Returns:
-      Names of the backbone layers that are now trainable.
+      Names of the backbone layers with weights that are now trainable.
     """
     backbone = model.get_layer(BACKBONE_LAYER_NAME)
     backbone.trainable = True
-    cutoff = max(len(backbone.layers) - num_layers, 0)
     for index, layer in enumerate(backbone.layers):
-        layer.trainable = index >= cutoff and not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = index >= first_index and not isinstance(layer, keras.layers.BatchNormalization)
     return [layer.name for layer in backbone.layers if layer.trainable and layer.weights]
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> None:
-    """Adam + sparse categorical cross-entropy, accuracy as metric."""
+def unfreeze_top_layers(model: keras.Model, num_layers: int) -> list[str]:
+    """Stage 2 (``top_n``): unfreezes the top ``num_layers`` backbone layers, BatchNorm excepted."""
+    backbone = model.get_layer(BACKBONE_LAYER_NAME)
+    return unfreeze_from(model, max(len(backbone.layers) - num_layers, 0))
+
+
+def compile_model(model: keras.Model, learning_rate: float, jit_compile: bool = False) -> None:
+    """Adam + sparse categorical cross-entropy, accuracy as metric; optional XLA."""
     model.compile(
+        jit_compile=jit_compile,
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],

@@ -10,9 +10,9 @@ exposes the TFT graph (``transform_features``) for the Evaluator.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
+import tempfile
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -24,12 +24,12 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from components.modules import features
+from components.modules import features, reports
 from components.modules import model as model_lib
 
 IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
 LABEL_XF = features.transformed_name(features.LABEL_KEY)
-SUMMARY_FILE = "training_summary.json"
+BACKBONE_WEIGHTS = model_lib.BACKBONE_WEIGHTS
 
 
 def _dataset(
@@ -64,15 +64,27 @@ def _fit_stage(
     evaluation: tf.data.Dataset,
     epochs: tuple[int, int],
     log_dir: str,
+    patience: int = 0,
 ) -> dict[str, list[float]]:
-    """Runs epochs ``[first, last)`` and returns the per-epoch history."""
+    """Runs epochs ``[first, last)`` and returns the per-epoch history.
+
+    With ``patience`` > 0, stops after that many epochs without a better eval
+    accuracy and restores the best epoch's weights.
+    """
+    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TensorBoard(log_dir=log_dir)]
+    if patience > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True
+            )
+        )
     with _one_pass_datasets():
         history = classifier.fit(
             train,
             validation_data=evaluation,
             initial_epoch=epochs[0],
             epochs=epochs[1],
-            callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir)],
+            callbacks=callbacks,
             verbose=2,
         )
     return {key: [float(value) for value in values] for key, values in history.history.items()}
@@ -92,6 +104,11 @@ def _one_pass_datasets() -> Iterator[None]:
         yield
 
 
+def _append(history: dict[str, list[float]], more: dict[str, list[float]]) -> None:
+    for key, values in more.items():
+        history.setdefault(key, []).extend(values)
+
+
 def train_two_stages(
     classifier: keras.Model,
     train: tf.data.Dataset,
@@ -99,7 +116,7 @@ def train_two_stages(
     config: dict[str, Any],
     log_dir: str,
 ) -> dict[str, Any]:
-    """Stage 1 (head), stage 2 (top layers); keeps the better stage.
+    """Stage 1 (head), stage 2 (fine-tuning schedule); keeps the better stage.
 
     Args:
       classifier: The model from ``model.build_classifier``; trained in place.
@@ -109,28 +126,42 @@ def train_two_stages(
       log_dir: TensorBoard log folder.
 
     Returns:
-      The training summary: histories, eval accuracy per stage, the stage kept
-      and the layers trained in stage 2.
+      The training summary: histories, eval accuracy per stage, the stage kept,
+      the stage 2 plan and the layers trained in stage 2.
     """
     from_scratch = config["weights"] == "none"
+    patience = config.get("early_stopping_patience", 0)
+    jit = config.get("xla", False)
     if from_scratch:
         logging.info("weights=none: the whole network trains from scratch; stage 2 is skipped.")
     else:
         model_lib.freeze_backbone(classifier)
     fitted = model_lib.training_model(classifier, config["augment"], config["seed"])
-    model_lib.compile_model(fitted, config["stage1_learning_rate"])
+    model_lib.compile_model(fitted, config["stage1_learning_rate"], jit_compile=jit)
     first = config["stage1_epochs"]
-    summary: dict[str, Any] = {"stage1": _fit_stage(fitted, train, evaluation, (0, first), log_dir)}
+    summary: dict[str, Any] = {"stage1": _fit_stage(fitted, train, evaluation, (0, first), log_dir, patience)}
     summary["head_only_eval_accuracy"] = _eval_accuracy(fitted, evaluation)
     summary["kept_stage"] = 1
     logging.info("Stage 1 eval accuracy: %.4f", summary["head_only_eval_accuracy"])
     if from_scratch or config["stage2_epochs"] == 0:
         return summary
     stage1_weights = classifier.get_weights()
-    summary["stage2_trainable_layers"] = model_lib.unfreeze_top_layers(classifier, config["fine_tune_layers"])
-    model_lib.compile_model(fitted, config["stage2_learning_rate"])
-    last = first + config["stage2_epochs"]
-    summary["stage2"] = _fit_stage(fitted, train, evaluation, (first, last), log_dir)
+    backbone = classifier.get_layer(model_lib.BACKBONE_LAYER_NAME)
+    plan = model_lib.fine_tune_plan(backbone, config.get("fine_tune_schedule", "top_n"), config)
+    summary["stage2_plan"] = [{"first_layer": backbone.layers[index].name, "epochs": epochs} for index, epochs in plan]
+    summary["stage2"] = {}
+    epoch = first
+    for first_index, epochs in plan:
+        summary["stage2_trainable_layers"] = model_lib.unfreeze_from(classifier, first_index)
+        logging.info(
+            "Stage 2: %d epochs with %d backbone layers trainable (from %s)",
+            epochs,
+            len(summary["stage2_trainable_layers"]),
+            backbone.layers[first_index].name,
+        )
+        model_lib.compile_model(fitted, config["stage2_learning_rate"], jit_compile=jit)
+        _append(summary["stage2"], _fit_stage(fitted, train, evaluation, (epoch, epoch + epochs), log_dir, patience))
+        epoch += epochs
     summary["fine_tuned_eval_accuracy"] = _eval_accuracy(fitted, evaluation)
     logging.info("Stage 2 eval accuracy: %.4f", summary["fine_tuned_eval_accuracy"])
     if summary["fine_tuned_eval_accuracy"] < summary["head_only_eval_accuracy"]:
@@ -190,10 +221,98 @@ def _serving_signatures(
     }
 
 
-def _write_summary(summary: dict[str, Any], model_run_dir: str) -> None:
-    tf.io.gfile.makedirs(model_run_dir)
-    with tf.io.gfile.GFile(os.path.join(model_run_dir, SUMMARY_FILE), "w") as handle:
-        json.dump(summary, handle, indent=2, sort_keys=True)
+def _strategy(distribution: str) -> tf.distribute.Strategy:
+    """MirroredStrategy across visible GPUs (``auto``: only with several), else the default."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if distribution == "mirrored" or (distribution == "auto" and len(gpus) > 1):
+        strategy = tf.distribute.MirroredStrategy()
+        logging.info("Training with MirroredStrategy on %d replicas", strategy.num_replicas_in_sync)
+        return strategy
+    return tf.distribute.get_strategy()
+
+
+@contextlib.contextmanager
+def _precision(mixed: bool) -> Iterator[None]:
+    """mixed_float16 compute (the output layer stays float32) for the block, then float32 again."""
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def _backbone_weights(config: dict[str, Any], base_model: str | None) -> str:
+    """``imagenet``, ``none``, a file, or the backbone saved by an earlier run's Trainer."""
+    if config["weights"] != "base_model":
+        return config["weights"]
+    if not base_model:
+        raise ValueError("weights=base_model needs the Trainer's base_model input (config base_model).")
+    path = os.path.join(os.path.dirname(base_model.rstrip("/")), BACKBONE_WEIGHTS)
+    if not tf.io.gfile.exists(path):
+        raise model_lib.WeightsError(
+            f"The base model at {base_model} has no {BACKBONE_WEIGHTS}: was it trained by this pipeline?"
+        )
+    local = os.path.join(tempfile.mkdtemp(), BACKBONE_WEIGHTS)
+    tf.io.gfile.copy(path, local)
+    logging.info("Transferring the backbone of the earlier model %s", base_model)
+    return local
+
+
+def _classifier(config: dict[str, Any], weights: str, num_classes: int) -> keras.Model:
+    backbone = model_lib.build_backbone(config["backbone"], config["image_size"], weights, config["backbone_alpha"])
+    return model_lib.build_classifier(
+        backbone, config["backbone"], num_classes, config["dropout"], backbone_inference_mode=weights != "none"
+    )
+
+
+def _from_scratch_accuracy(
+    config: dict[str, Any], num_classes: int, train: tf.data.Dataset, evaluation: tf.data.Dataset, log_dir: str
+) -> float:
+    """The comparison run: same data and epochs, all layers from random weights."""
+    scratch_config = {**config, "weights": "none", "stage1_epochs": config["stage1_epochs"] + config["stage2_epochs"]}
+    logging.info("Comparison run: training from scratch for %d epochs", scratch_config["stage1_epochs"])
+    summary = train_two_stages(
+        _classifier(scratch_config, "none", num_classes), train, evaluation, scratch_config, log_dir
+    )
+    return summary["head_only_eval_accuracy"]
+
+
+def _eval_confusion_matrix(classifier: keras.Model, evaluation: tf.data.Dataset, num_classes: int) -> np.ndarray:
+    labels, predictions = [], []
+    for images, batch_labels in evaluation:
+        labels.append(batch_labels.numpy())
+        predictions.append(np.argmax(classifier(images, training=False), axis=1))
+    return reports.confusion_matrix(np.concatenate(labels), np.concatenate(predictions), num_classes)
+
+
+def _train(
+    fn_args: tfx.components.FnArgs,
+    config: dict[str, Any],
+    class_names: list[str],
+    tf_transform_output: tft.TFTransformOutput,
+) -> tuple[keras.Model, dict[str, Any]]:
+    """Builds and trains the classifier (and the optional comparison run)."""
+    train = _dataset(fn_args, tf_transform_output, fn_args.train_files, config, train=True)
+    evaluation = _dataset(fn_args, tf_transform_output, fn_args.eval_files, config, train=False)
+    weights = _backbone_weights(config, fn_args.base_model)
+    log_dir = os.path.join(fn_args.model_run_dir, "logs")
+    with _precision(config.get("mixed_precision", False)), _strategy(config.get("distribution", "auto")).scope():
+        classifier = _classifier(config, weights, len(class_names))
+        summary = train_two_stages(classifier, train, evaluation, config, log_dir)
+        if config.get("compare_from_scratch") and weights != "none":
+            best = max(summary["head_only_eval_accuracy"], summary.get("fine_tuned_eval_accuracy", 0.0))
+            summary["from_scratch_eval_accuracy"] = _from_scratch_accuracy(
+                config, len(class_names), train, evaluation, os.path.join(log_dir, "from_scratch")
+            )
+            summary["negative_transfer"] = summary["from_scratch_eval_accuracy"] > best
+            if summary["negative_transfer"]:
+                logging.warning(
+                    "Negative transfer: from scratch reached %.4f eval accuracy, the pretrained model %.4f.",
+                    summary["from_scratch_eval_accuracy"],
+                    best,
+                )
+    summary["confusion_matrix"] = _eval_confusion_matrix(classifier, evaluation, len(class_names))
+    return classifier, summary
 
 
 # TFX Trainer will call this function.
@@ -209,25 +328,17 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     class_names = [name.decode("utf-8") for name in tf_transform_output.vocabulary_by_name(features.LABEL_VOCAB_NAME)]
     logging.info("Training on %d classes: %s", len(class_names), class_names)
-    train = _dataset(fn_args, tf_transform_output, fn_args.train_files, config, train=True)
-    evaluation = _dataset(fn_args, tf_transform_output, fn_args.eval_files, config, train=False)
-    backbone = model_lib.build_backbone(
-        config["backbone"], config["image_size"], config["weights"], config["backbone_alpha"]
-    )
-    classifier = model_lib.build_classifier(
-        backbone,
-        config["backbone"],
-        num_classes=len(class_names),
-        dropout=config["dropout"],
-        backbone_inference_mode=config["weights"] != "none",
-    )
-    summary = train_two_stages(classifier, train, evaluation, config, os.path.join(fn_args.model_run_dir, "logs"))
+    classifier, summary = _train(fn_args, config, class_names, tf_transform_output)
+    matrix = summary.pop("confusion_matrix")
     summary.update(
         class_names=class_names,
         config=config,
         trainable_params=int(np.sum([np.prod(w.shape) for w in classifier.trainable_weights])),
     )
-    _write_summary(summary, fn_args.model_run_dir)
+    reports.write_reports(summary, matrix, fn_args.model_run_dir)
+    classifier.get_layer(model_lib.BACKBONE_LAYER_NAME).save_weights(
+        os.path.join(os.path.dirname(fn_args.serving_model_dir.rstrip("/")), BACKBONE_WEIGHTS)
+    )
     signatures = _serving_signatures(
         classifier, tf_transform_output, class_names, config["image_size"], config["top_k"]
     )
