@@ -36,6 +36,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/transformed_format.py
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/serving.py
 
 clean:
 	rm -rf $(WORKDIR) tfx_root serving .pytest_cache

@@ -86,17 +86,29 @@ def run(config_file: str | None, **flags: Any) -> None:
 
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option(
-    "--model-dir", required=True, help="A pushed model base path (newest version is used) or a SavedModel folder."
-)
+@click.option("--model-dir", help="Run locally: a pushed model base path (newest version) or a SavedModel folder.")
+@click.option("--server", help="Ask TF Serving: http://host:8501 (REST) or host:8500 with --grpc.")
+@click.option("--grpc", "use_grpc", is_flag=True, help="Use gRPC (PredictionService) instead of REST.")
+@click.option("--model-name", default="image_classifier", show_default=True, help="Model name on the server.")
 @click.option("--top-k", default=3, show_default=True, help="Classes shown per image.")
-def predict(images: tuple[str, ...], model_dir: str, top_k: int) -> None:
-    """Classify image files with a pushed model."""
+def predict(
+    images: tuple[str, ...], model_dir: str | None, server: str | None, use_grpc: bool, model_name: str, top_k: int
+) -> None:
+    """Classify image files with a pushed model, locally or through TF Serving."""
     from pipeline import predict as predict_lib
+    from pipeline import serving_client
 
+    if (model_dir is None) == (server is None):
+        raise click.UsageError("Pass exactly one of --model-dir (local) or --server (TF Serving).")
+    paths = list(images)
     try:
-        predictions = predict_lib.predict_files(model_dir, list(images))
-    except FileNotFoundError as error:
+        if model_dir:
+            predictions = predict_lib.predict_files(model_dir, paths)
+        else:
+            encoded = predict_lib.read_images(paths)
+            call = serving_client.predict_grpc if use_grpc else serving_client.predict_rest
+            predictions = call(server, model_name, paths, encoded)
+    except (FileNotFoundError, ValueError, ConnectionError) as error:
         raise click.ClickException(str(error)) from error
     click.echo(predict_lib.format_table(predictions, top_k))
 

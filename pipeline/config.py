@@ -42,6 +42,7 @@ class PipelineConfig:
       pipeline_root: Where TFX writes artifacts and the SQLite MLMD database.
       serving_dir: Base directory of the TF Serving model repository.
       model_name: Blessed models are pushed to ``<serving_dir>/<model_name>/<version>/``.
+      keep_versions: How many pushed versions stay in the serving dir (0: all).
       input_pattern: Glob, relative to ``data_root``, of the class folders' files.
         ``span-{SPAN:4}/*/*`` reads the latest ``span-NNNN`` folder (see README).
       span: With ``{SPAN}`` in the pattern, read this span instead of the latest.
@@ -89,6 +90,7 @@ class PipelineConfig:
     pipeline_root: str = "tfx_root"
     serving_dir: str = "serving"
     model_name: str = "image_classifier"
+    keep_versions: int = 5
     input_pattern: str = "*/*"
     span: int | None = None
     eval_percent: int = 20
@@ -219,6 +221,7 @@ def _validate(config: PipelineConfig) -> None:
         "weights=base_model and base_model=<URI of an earlier run's Model artifact> go together. "
         f"Received: weights={config.weights!r}, base_model={config.base_model!r}",
     )
+    _require(config.keep_versions >= 0, f"keep_versions must be >= 0. Received: {config.keep_versions}")
     _require(config.top_k >= 1, f"top_k must be >= 1. Received: {config.top_k}")
     _require(config.max_pixels >= 1, f"max_pixels must be >= 1. Received: {config.max_pixels}")
     _require(config.min_side >= 1, f"min_side must be >= 1. Received: {config.min_side}")

@@ -10,7 +10,7 @@ from tfx import v1 as tfx
 
 import components.modules
 import schemas
-from components import image_example_gen, image_files
+from components import atomic_pusher, image_example_gen, image_files
 from components.modules import features
 from pipeline.config import PipelineConfig
 
@@ -136,12 +136,8 @@ def create_pipeline(
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(config.min_accuracy, config.max_accuracy_drop),
     )
-    pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.model_push_dir)
-        ),
+    pusher = atomic_pusher.create_pusher(
+        trainer.outputs["model"], evaluator.outputs["blessing"], config.model_push_dir, config.keep_versions
     )
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

@@ -40,20 +40,36 @@ def resolve_model_dir(model_dir: str) -> str:
     )
 
 
-def predict_files(model_dir: str, paths: list[str]) -> list[Prediction]:
-    """Runs ``serving_default`` on the encoded bytes of each file.
+def read_images(paths: list[str]) -> list[bytes]:
+    """The encoded bytes of each file.
 
     Raises:
-      FileNotFoundError: If the model or an image file is missing.
+      FileNotFoundError: Naming the first missing file.
     """
-    model = tf.saved_model.load(resolve_model_dir(model_dir))
-    serve = model.signatures["serving_default"]
-    predictions = []
+    images = []
     for path in paths:
         if not tf.io.gfile.exists(path):
             raise FileNotFoundError(f"Image not found: {path}")
         with tf.io.gfile.GFile(path, "rb") as handle:
-            outputs = serve(image_bytes=tf.constant([handle.read()]))
+            images.append(handle.read())
+    return images
+
+
+def predict_files(model_dir: str, paths: list[str]) -> list[Prediction]:
+    """Runs ``serving_default`` on the encoded bytes of each file, one request per file.
+
+    Raises:
+      FileNotFoundError: If the model or an image file is missing.
+      ValueError: If a file is not a decodable image (the model's message is kept).
+    """
+    model = tf.saved_model.load(resolve_model_dir(model_dir))
+    serve = model.signatures["serving_default"]
+    predictions = []
+    for path, image in zip(paths, read_images(paths), strict=True):
+        try:
+            outputs = serve(image_bytes=tf.constant([image]))
+        except tf.errors.InvalidArgumentError as error:
+            raise ValueError(f"{path}: the model cannot decode it: {error.message.splitlines()[0]}") from error
         predictions.append(
             Prediction(
                 path=path,

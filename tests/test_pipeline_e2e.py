@@ -105,6 +105,24 @@ def test_pushed_model_serves_raw_image_bytes(runs: dict) -> None:
     assert tf.reduce_all(tf.abs(tf.reduce_sum(outputs["probabilities"], axis=1) - 1.0) < 1e-5)
 
 
+def test_bad_image_is_an_invalid_argument_with_a_message(runs: dict) -> None:
+    model = tf.saved_model.load(runs["first"].pushed_to)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
+        model.signatures["serving_default"](image_bytes=tf.constant([b"this is not an image"]))
+
+
+def test_warmup_requests_are_real_eval_images(runs: dict) -> None:
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = os.path.join(runs["first"].pushed_to, "assets.extra", "tf_serving_warmup_requests")
+    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(path)]
+    assert [len(log.predict_log.request.inputs["image_bytes"].string_val) for log in logs] == [1, 1, 1, 3]
+    model = tf.saved_model.load(runs["first"].pushed_to)
+    images = list(logs[-1].predict_log.request.inputs["image_bytes"].string_val)
+    assert tf.io.decode_jpeg(images[0]).shape == (32, 32, 3)
+    assert model.signatures["serving_default"](image_bytes=tf.constant(images))["classes"].shape == (3, 2)
+
+
 def test_predict_cli_uses_the_newest_pushed_version(runs: dict) -> None:
     image = write(os.path.join(runs["root"], "query", "q.png"), encode(solid((10, 200, 10)), "PNG"))
     result = CliRunner().invoke(
@@ -112,14 +130,23 @@ def test_predict_cli_uses_the_newest_pushed_version(runs: dict) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "q.png" in result.output and ("cats" in result.output and "dogs" in result.output)
+    text = write(os.path.join(runs["root"], "query", "notes.jpg"), b"not an image")
+    result = CliRunner().invoke(
+        cli.main, ["predict", text, "--model-dir", os.path.join(runs["root"], "serving", "image_classifier")]
+    )
+    assert result.exit_code == 1 and "notes.jpg: the model cannot decode it" in result.output
 
 
 def test_unchanged_rerun_is_served_from_cache(runs: dict) -> None:
     states = runs["second"].component_states
     for component in ("FileBasedExampleGen", "StatisticsGen", "Transform", "Trainer"):
         assert states[component] == "cached", states
-    # The baseline changed (the first model is now blessed), so TFX re-evaluates.
+    # The baseline changed (the first model is now blessed), so TFX re-evaluates and
+    # re-blesses the same model; the pusher sees it is already served and copies nothing.
     assert states["Evaluator"] == "ran"
+    assert runs["second"].blessed is True
+    assert runs["versions_after_second"] == runs["versions_after_first"]
+    assert runs["second"].pushed_to == runs["first"].pushed_to
 
 
 def test_gate_blocks_push_and_serving_dir_is_unchanged(runs: dict) -> None:

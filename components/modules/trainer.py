@@ -30,6 +30,7 @@ from components.modules import model as model_lib
 IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
 LABEL_XF = features.transformed_name(features.LABEL_KEY)
 BACKBONE_WEIGHTS = model_lib.BACKBONE_WEIGHTS
+WARMUP_IMAGES = 3
 
 
 def _dataset(
@@ -315,6 +316,35 @@ def _train(
     return classifier, summary
 
 
+def _write_warmup_requests(
+    fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFTransformOutput, count: int = WARMUP_IMAGES
+) -> str:
+    """``assets.extra/tf_serving_warmup_requests``: eval images as serving_default requests.
+
+    TF Serving replays them when it loads a version, so the first real request
+    does not pay for graph initialisation. One batch-1 request per image, then
+    one request with all of them.
+    """
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    dataset = fn_args.data_accessor.tf_dataset_factory(
+        fn_args.eval_files,
+        tfxio.TensorFlowDatasetOptions(batch_size=count, num_epochs=1, shuffle=False),
+        tf_transform_output.transformed_metadata.schema,
+    )
+    images = [bytes(image) for image in next(iter(dataset))[IMAGE_XF].numpy().ravel()]
+    path = os.path.join(fn_args.serving_model_dir, "assets.extra", "tf_serving_warmup_requests")
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.TFRecordWriter(path) as writer:
+        for batch in [[image] for image in images] + [images]:
+            request = predict_pb2.PredictRequest()
+            request.model_spec.signature_name = "serving_default"
+            request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string, shape=[len(batch)]))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+    return path
+
+
 # TFX Trainer will call this function.
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Trains the classifier in two stages and exports the serving SavedModel.
@@ -343,4 +373,5 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         classifier, tf_transform_output, class_names, config["image_size"], config["top_k"]
     )
     tf.saved_model.save(classifier, fn_args.serving_model_dir, signatures=signatures)
+    _write_warmup_requests(fn_args, tf_transform_output)
     logging.info("Exported the serving model to %s", fn_args.serving_model_dir)
