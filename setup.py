@@ -39,6 +39,6 @@ setup(
     packages=find_packages(include=["pipeline", "components", "components.*", "schemas", "kubeflow"]),
     package_data={"schemas": ["*.pbtxt"], "pipeline": ["demo_assets/*.weights.h5"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"dev": ["pytest==9.2.0", "ruff==0.17.6"]},
+    extras_require={"dev": ["pytest==9.2.0", "ruff==0.17.6", "kubernetes-validate==1.37.0"]},
     entry_points={"console_scripts": ["image-pipeline=pipeline.cli:main"]},
 )

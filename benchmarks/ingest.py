@@ -25,8 +25,6 @@ import tempfile
 import time
 
 import tensorflow as tf
-from tfx.types import standard_artifacts, standard_component_specs
-from tfx.utils import proto_utils
 
 from components import image_example_gen, image_files
 from pipeline import demo_data
@@ -49,27 +47,9 @@ def baseline(root: str, out_dir: str) -> int:
     return written
 
 
-def _as_json(value: object) -> str:
-    return value if isinstance(value, str) else proto_utils.proto_to_json(value)
-
-
 def example_gen(root: str, out_dir: str, beam_args: list[str]) -> int:
     """The pipeline's ExampleGen executor, outside a pipeline (no MLMD)."""
-    component = image_example_gen.create_example_gen(root, "*/*", 20, image_files.IngestLimits())
-    keys = (
-        standard_component_specs.INPUT_CONFIG_KEY,
-        standard_component_specs.OUTPUT_CONFIG_KEY,
-        standard_component_specs.CUSTOM_CONFIG_KEY,
-    )
-    exec_properties = {key: _as_json(component.exec_properties[key]) for key in keys}
-    exec_properties[standard_component_specs.INPUT_BASE_KEY] = root
-    examples = standard_artifacts.Examples()
-    examples.uri = out_dir
-    executor = image_example_gen.ImageFolderExecutor(
-        image_example_gen.ImageFolderExecutor.Context(beam_pipeline_args=beam_args, tmp_dir=tempfile.mkdtemp())
-    )
-    executor.Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, exec_properties)
-    return examples.get_int_custom_property("ingested")
+    return image_example_gen.run_executor(root, out_dir, beam_args=beam_args).get_int_custom_property("ingested")
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ import collections
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +26,8 @@ from tfx.components import FileBasedExampleGen
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
-from tfx.types import artifact_utils, standard_component_specs
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
+from tfx.utils import proto_utils
 
 from components import image_files
 from components.modules import features
@@ -35,6 +37,10 @@ REPORT_FILES = "files.jsonl"
 REPORT_SUMMARY = "summary.json"
 _REJECTED = "rejected"
 PROGRESS_EVERY = 1000
+# Beam's DirectRunner first tries Prism, which downloads a binary at run time (fails
+# offline, and differs from what tests cover): the pipeline and standalone runs use
+# the in-process FnApiRunner unless the user names a runner.
+DEFAULT_BEAM_RUNNER = "--runner=FnApiRunner"
 
 
 def _bytes_feature(value: bytes) -> tf.train.Feature:
@@ -254,3 +260,37 @@ def create_example_gen(
         range_config=span_range_config(span),
         custom_executor_spec=executor_spec.BeamExecutorSpec(ImageFolderExecutor),
     )
+
+
+def run_executor(
+    data_root: str,
+    output_uri: str,
+    eval_percent: int = 20,
+    limits: image_files.IngestLimits | None = None,
+    beam_args: list[str] | None = None,
+) -> standard_artifacts.Examples:
+    """Runs the executor outside a pipeline (no MLMD), e.g. for tests and benchmarks.
+
+    Returns:
+      The Examples artifact, its properties set as in a pipeline run.
+    """
+    component = create_example_gen(data_root, "*/*", eval_percent, limits or image_files.IngestLimits())
+    keys = (
+        standard_component_specs.INPUT_CONFIG_KEY,
+        standard_component_specs.OUTPUT_CONFIG_KEY,
+        standard_component_specs.CUSTOM_CONFIG_KEY,
+    )
+    exec_properties = {key: _as_json(component.exec_properties[key]) for key in keys}
+    exec_properties[standard_component_specs.INPUT_BASE_KEY] = data_root
+    exec_properties[standard_component_specs.OUTPUT_DATA_FORMAT_KEY] = example_gen_pb2.FORMAT_TF_EXAMPLE
+    examples = standard_artifacts.Examples()
+    examples.uri = output_uri
+    context = ImageFolderExecutor.Context(
+        beam_pipeline_args=beam_args or [DEFAULT_BEAM_RUNNER], tmp_dir=tempfile.mkdtemp()
+    )
+    ImageFolderExecutor(context).Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, exec_properties)
+    return examples
+
+
+def _as_json(value: Any) -> str:
+    return value if isinstance(value, str) else proto_utils.proto_to_json(value)

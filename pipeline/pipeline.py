@@ -19,10 +19,6 @@ TRANSFORM_MODULE_FILE = os.path.join(MODULES_DIR, "transform.py")
 TRAINER_MODULE_FILE = os.path.join(MODULES_DIR, "trainer.py")
 SCHEMA_DIR = os.path.dirname(schemas.__file__)
 ACCURACY_METRIC = "sparse_categorical_accuracy"
-# Beam's DirectRunner first tries Prism, which downloads a binary at run time
-# (fails offline, and differs from what tests cover): run FnApiRunner unless the
-# user names a runner.
-DEFAULT_BEAM_RUNNER = "--runner=FnApiRunner"
 # TFMA needs a strictly negative change bound to accept an equal accuracy.
 _MIN_CHANGE_TOLERANCE = 1e-10
 
@@ -31,7 +27,7 @@ def beam_pipeline_args(beam_args: tuple[str, ...]) -> list[str]:
     """The user's Beam flags, with the local default runner unless one is given."""
     if any(arg.startswith("--runner") for arg in beam_args):
         return list(beam_args)
-    return [DEFAULT_BEAM_RUNNER, *beam_args]
+    return [image_example_gen.DEFAULT_BEAM_RUNNER, *beam_args]
 
 
 def eval_config(min_accuracy: float, max_accuracy_drop: float) -> tfma.EvalConfig:

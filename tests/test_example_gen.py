@@ -7,34 +7,15 @@ import json
 import os
 
 import tensorflow as tf
-from tfx.proto import example_gen_pb2
-from tfx.types import standard_artifacts, standard_component_specs
-from tfx.utils import proto_utils
+from tfx.types import standard_artifacts
 
 from components import image_example_gen, image_files
 from components.modules import features
 from tests.helpers import encode, solid, write
 
 
-def _as_json(value: object) -> str:
-    return value if isinstance(value, str) else proto_utils.proto_to_json(value)
-
-
 def _run_executor(data_root: str, output_uri: str) -> standard_artifacts.Examples:
-    examples = standard_artifacts.Examples()
-    examples.uri = output_uri
-    component = image_example_gen.create_example_gen(data_root, "*/*", 30, image_files.IngestLimits(min_side=8))
-    keys = (
-        standard_component_specs.INPUT_CONFIG_KEY,
-        standard_component_specs.OUTPUT_CONFIG_KEY,
-        standard_component_specs.CUSTOM_CONFIG_KEY,
-    )
-    exec_properties = {key: _as_json(component.exec_properties[key]) for key in keys}
-    exec_properties[standard_component_specs.INPUT_BASE_KEY] = data_root
-    exec_properties[standard_component_specs.OUTPUT_DATA_FORMAT_KEY] = example_gen_pb2.FORMAT_TF_EXAMPLE
-    executor = image_example_gen.ImageFolderExecutor()
-    executor.Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, exec_properties)
-    return examples
+    return image_example_gen.run_executor(data_root, output_uri, 30, image_files.IngestLimits(min_side=8))
 
 
 def _read_split(uri: str, split: str) -> list[tf.train.Example]:
