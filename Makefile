@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORKDIR ?= demo_workdir
 
-.PHONY: install demo test test-fast lint format bench clean
+IMAGE ?= ghcr.io/tfx-image-transfer/pipeline:0.1.0
+
+.PHONY: install demo test test-fast lint format bench compile clean
 
 $(STAMP): setup.py constraints.txt
 	@test -x "$(PYTHON310)" || { echo "Python 3.10 not found at $(PYTHON310): TFX 1.16 needs it (set PYTHON310=/path/to/python3.10)."; exit 1; }
@@ -37,6 +39,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/transformed_format.py
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/serving.py
+
+compile: $(STAMP)
+	$(BIN)/image-pipeline compile --config kubeflow/config.yaml --image $(IMAGE) --output kubeflow/pipeline.yaml
 
 clean:
 	rm -rf $(WORKDIR) tfx_root serving .pytest_cache

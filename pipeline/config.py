@@ -23,6 +23,7 @@ WEIGHTS_NONE = "none"
 WEIGHTS_BASE_MODEL = "base_model"
 FINE_TUNE_SCHEDULES = ("top_n", "fraction", "progressive")
 DISTRIBUTIONS = ("auto", "mirrored", "none")
+USER_CODE = ("wheel", "installed")
 # Hash buckets used for the deterministic train/eval split (out of 100).
 SPLIT_BUCKETS = 100
 
@@ -83,6 +84,10 @@ class PipelineConfig:
       beam_args: Extra Beam pipeline flags, e.g. ``--direct_num_workers=2``.
       seed: Seed for the split-independent random parts of training.
       enable_cache: Reuse outputs of unchanged components across runs.
+      user_code: ``wheel``: Transform/Trainer code is packaged from the module files
+        at run time (edits invalidate the cache); ``installed``: imported from the
+        installed package, as in the Kubeflow container image.
+      schema_file: A curated schema.pbtxt of your own (default: ``schemas/schema.pbtxt``).
     """
 
     data_root: str
@@ -124,6 +129,8 @@ class PipelineConfig:
     beam_args: tuple[str, ...] = ()
     seed: int = 42
     enable_cache: bool = True
+    user_code: str = "wheel"
+    schema_file: str = ""
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -220,6 +227,10 @@ def _validate(config: PipelineConfig) -> None:
         (config.weights == WEIGHTS_BASE_MODEL) == bool(config.base_model),
         "weights=base_model and base_model=<URI of an earlier run's Model artifact> go together. "
         f"Received: weights={config.weights!r}, base_model={config.base_model!r}",
+    )
+    _require(
+        config.user_code in USER_CODE,
+        f"Unknown user_code. Expected one of {USER_CODE}. Received: {config.user_code!r}",
     )
     _require(config.keep_versions >= 0, f"keep_versions must be >= 0. Received: {config.keep_versions}")
     _require(config.top_k >= 1, f"top_k must be >= 1. Received: {config.top_k}")

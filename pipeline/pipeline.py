@@ -17,7 +17,7 @@ from pipeline.config import PipelineConfig
 MODULES_DIR = os.path.dirname(components.modules.__file__)
 TRANSFORM_MODULE_FILE = os.path.join(MODULES_DIR, "transform.py")
 TRAINER_MODULE_FILE = os.path.join(MODULES_DIR, "trainer.py")
-SCHEMA_DIR = os.path.dirname(schemas.__file__)
+DEFAULT_SCHEMA_FILE = os.path.join(os.path.dirname(schemas.__file__), "schema.pbtxt")
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 # TFMA needs a strictly negative change bound to accept an equal accuracy.
 _MIN_CHANGE_TOLERANCE = 1e-10
@@ -28,6 +28,14 @@ def beam_pipeline_args(beam_args: tuple[str, ...]) -> list[str]:
     if any(arg.startswith("--runner") for arg in beam_args):
         return list(beam_args)
     return [image_example_gen.DEFAULT_BEAM_RUNNER, *beam_args]
+
+
+def _user_code(user_code: str, module_file: str, function: str) -> dict[str, str]:
+    """``module_file`` (packaged as a wheel per run) or the installed function's path."""
+    if user_code == "wheel":
+        return {"module_file": module_file}
+    module = os.path.splitext(os.path.relpath(module_file, os.path.dirname(MODULES_DIR)))[0]
+    return {function: f"components.{module.replace(os.sep, '.')}.{function}"}
 
 
 def eval_config(min_accuracy: float, max_accuracy_drop: float) -> tfma.EvalConfig:
@@ -93,7 +101,7 @@ def create_pipeline(
         image_files.IngestLimits(max_pixels=config.max_pixels, min_side=config.min_side),
         config.span,
     )
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=os.path.join(SCHEMA_DIR, "schema.pbtxt"))
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_file or DEFAULT_SCHEMA_FILE)
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"]
     )
@@ -103,8 +111,8 @@ def create_pipeline(
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
-        module_file=TRANSFORM_MODULE_FILE,
         custom_config={"image_size": config.image_size},
+        **_user_code(config.user_code, TRANSFORM_MODULE_FILE, "preprocessing_fn"),
     )
     base_model = None
     if config.base_model:
@@ -112,7 +120,7 @@ def create_pipeline(
             source_uri=config.base_model, artifact_type=tfx.types.standard_artifacts.Model
         ).with_id("base_model_importer")
     trainer = tfx.components.Trainer(
-        module_file=TRAINER_MODULE_FILE,
+        **_user_code(config.user_code, TRAINER_MODULE_FILE, "run_fn"),
         base_model=base_model.outputs["result"] if base_model else None,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],

@@ -1,0 +1,99 @@
+"""Compiles the pipeline for Kubeflow Pipelines v2 (KubeflowV2DagRunner).
+
+The compiled spec runs every component in the project's container image (see
+``kubeflow/Dockerfile``), with the Transform and Trainer code imported from the
+installed package inside it, so nothing depends on a wheel built on the machine
+that compiled. The Trainer gets the GPU resources; the other components CPU and
+memory only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+
+from kfp.pipeline_spec import pipeline_spec_pb2
+from tfx import v1 as tfx
+from tfx.dsl.components.base import base_component
+
+from pipeline.config import ConfigError, PipelineConfig
+from pipeline.pipeline import create_pipeline
+
+ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
+_PINNED_IMAGE = re.compile(r"^[^\s:@]+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$")
+
+
+@dataclasses.dataclass(frozen=True)
+class KubeflowConfig:
+    """Where and how the pipeline runs on Kubeflow.
+
+    Attributes:
+      image: The pipeline image, pinned by tag or digest (never ``:latest``).
+      output: The compiled file: ``.yaml`` (KFP v2 PipelineSpec, open-source KFP)
+        or ``.json`` (a PipelineJob, e.g. for Vertex AI).
+      trainer_gpu_type: Accelerator type for the Trainer (``nvidia.com/gpu`` on KFP;
+        empty: no GPU).
+      trainer_gpu_count: GPUs for the Trainer.
+      trainer_cpu, trainer_memory_gib: Trainer CPU and memory limits.
+      default_cpu, default_memory_gib: Limits of every other component.
+      project_dir: Where ``kubeflow/Dockerfile`` puts the project inside the image.
+    """
+
+    image: str
+    output: str = os.path.join("kubeflow", "pipeline.yaml")
+    trainer_gpu_type: str = "nvidia.com/gpu"
+    trainer_gpu_count: int = 1
+    trainer_cpu: float = 8.0
+    trainer_memory_gib: float = 32.0
+    default_cpu: float = 2.0
+    default_memory_gib: float = 8.0
+    project_dir: str = "/app"
+
+    def __post_init__(self) -> None:
+        if not _PINNED_IMAGE.match(self.image) or self.image.endswith(":latest"):
+            raise ConfigError(f"image must be pinned by tag or digest (not :latest). Received: image={self.image!r}")
+        if not self.output.endswith((".yaml", ".yml", ".json")):
+            raise ConfigError(f"output must end in .yaml or .json. Received: output={self.output!r}")
+        if self.trainer_gpu_count < 0 or min(self.trainer_cpu, self.trainer_memory_gib) <= 0:
+            raise ConfigError("trainer_gpu_count must be >= 0 and Trainer CPU/memory > 0.")
+        if min(self.default_cpu, self.default_memory_gib) <= 0:
+            raise ConfigError("default_cpu and default_memory_gib must be > 0.")
+
+
+def _resources(cpu: float, memory_gib: float, gpu_type: str = "", gpus: int = 0) -> ResourceSpec:
+    spec = ResourceSpec(cpu_limit=cpu, memory_limit=memory_gib)
+    if gpu_type and gpus:
+        spec.accelerator.type = gpu_type
+        spec.accelerator.count = gpus
+    return spec
+
+
+def kubeflow_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig) -> tfx.dsl.Pipeline:
+    """The pipeline as it runs on Kubeflow: installed user code, resources per component."""
+    schema_file = config.schema_file or os.path.join(kubeflow.project_dir, "schemas", "schema.pbtxt")
+    pipeline = create_pipeline(dataclasses.replace(config, user_code="installed", schema_file=schema_file))
+    for component in pipeline.components:
+        if not isinstance(component, base_component.BaseComponent):  # e.g. the Resolver
+            continue
+        if component.id == "Trainer":
+            spec = _resources(
+                kubeflow.trainer_cpu, kubeflow.trainer_memory_gib, kubeflow.trainer_gpu_type, kubeflow.trainer_gpu_count
+            )
+        else:
+            spec = _resources(kubeflow.default_cpu, kubeflow.default_memory_gib)
+        component.with_platform_config(spec)
+    return pipeline
+
+
+def compile_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig) -> str:
+    """Writes the compiled pipeline to ``kubeflow.output``; returns its path."""
+    output_dir, filename = os.path.split(os.path.abspath(kubeflow.output))
+    os.makedirs(output_dir, exist_ok=True)
+    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=kubeflow.image),
+        output_dir=output_dir,
+        output_filename=filename,
+    )
+    runner.run(kubeflow_pipeline(config, kubeflow))
+    return os.path.join(output_dir, filename)

@@ -1,0 +1,100 @@
+"""The Kubeflow target: golden compiled spec, KFP proto validation, images, resources, parameters."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from kubeflow import runner
+from pipeline import cli
+from pipeline.config import ConfigError, load_config
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+CONFIG = os.path.join(ROOT, "kubeflow", "config.yaml")
+GOLDEN = os.path.join(ROOT, "kubeflow", "pipeline.yaml")
+IMAGE = "ghcr.io/tfx-image-transfer/pipeline:0.1.0"  # as in the Makefile's compile target
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    output = str(tmp_path_factory.mktemp("kfp") / "pipeline.yaml")
+    result = CliRunner().invoke(cli.main, ["compile", "--config", CONFIG, "--image", IMAGE, "--output", output])
+    assert result.exit_code == 0, result.output
+    with open(output) as handle:
+        text = handle.read()
+    return {"text": text, "spec": yaml.safe_load(text)}
+
+
+def _parameter(spec: dict, task: str, name: str) -> str:
+    value = spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"][name]["runtimeValue"]["constantValue"]
+    return next(iter(value.values()))
+
+
+def test_recompiling_matches_the_checked_in_spec(compiled: dict) -> None:
+    with open(GOLDEN) as handle:
+        assert compiled["text"] == handle.read(), "kubeflow/pipeline.yaml is stale: run `make compile`"
+
+
+def test_spec_is_a_valid_kfp_pipeline_spec(compiled: dict) -> None:
+    spec = json_format.ParseDict(compiled["spec"], pipeline_spec_pb2.PipelineSpec())  # unknown fields fail
+    assert spec.pipeline_info.name == "image-transfer"
+    assert set(spec.root.dag.tasks) >= {"FileBasedExampleGen", "Transform", "Trainer", "Evaluator", "Pusher"}
+
+
+def test_every_step_runs_the_pinned_image(compiled: dict) -> None:
+    executors = compiled["spec"]["deploymentSpec"]["executors"]
+    containers = [executor["container"] for executor in executors.values() if "container" in executor]
+    assert len(containers) == 8
+    assert {container["image"] for container in containers} == {IMAGE}
+    assert all("kubeflow_v2_run_executor" in " ".join(container["command"]) for container in containers)
+
+
+def test_only_the_trainer_gets_a_gpu(compiled: dict) -> None:
+    executors = compiled["spec"]["deploymentSpec"]["executors"]
+    trainer = executors["Trainer_executor"]["container"]["resources"]
+    assert trainer["accelerator"] == {"type": "nvidia.com/gpu", "count": "1"}
+    assert (trainer["cpuLimit"], trainer["memoryLimit"]) == (8.0, 32.0)
+    others = [
+        e["container"].get("resources", {})
+        for n, e in executors.items()
+        if n != "Trainer_executor" and "container" in e
+    ]
+    assert all("accelerator" not in resources for resources in others)
+    assert {(r.get("cpuLimit"), r.get("memoryLimit")) for r in others if r} == {(2.0, 8.0)}
+
+
+def test_parameters_come_from_the_config_and_code_from_the_image(compiled: dict) -> None:
+    spec = compiled["spec"]
+    config = load_config(CONFIG, {})
+    trainer_config = json.loads(_parameter(spec, "Trainer", "custom_config"))
+    assert trainer_config == json.loads(json.dumps(config.trainer_config()))
+    assert _parameter(spec, "Trainer", "run_fn") == "components.modules.trainer.run_fn"
+    assert _parameter(spec, "Transform", "preprocessing_fn") == "components.modules.transform.preprocessing_fn"
+    tasks = spec["root"]["dag"]["tasks"]
+    assert "module_file" not in tasks["Trainer"]["inputs"]["parameters"]
+    assert _parameter(spec, "FileBasedExampleGen", "input_base") == "gs://image-transfer-data/images"
+    assert "span-{SPAN:4}/*/*" in _parameter(spec, "FileBasedExampleGen", "input_config")
+    assert "gs://image-transfer-data/serving/image_classifier" in _parameter(spec, "Pusher", "push_destination")
+    assert _parameter(spec, "ImportSchemaGen", "schema_file") == "/app/schemas/schema.pbtxt"
+    assert spec["sdkVersion"] == "tfx-1.16.0"
+    assert not any(path in compiled["text"] for path in (os.path.abspath(ROOT), "/tmp/"))
+
+
+def test_json_output_is_a_pipeline_job(tmp_path: object) -> None:
+    config = load_config(CONFIG, {})
+    output = runner.compile_pipeline(config, runner.KubeflowConfig(image=IMAGE, output=f"{tmp_path}/job.json"))
+    with open(output) as handle:
+        job = json_format.Parse(handle.read(), pipeline_spec_pb2.PipelineJob(), ignore_unknown_fields=False)
+    assert job.display_name == "image-transfer"
+
+
+@pytest.mark.parametrize("image", ["ghcr.io/x/pipeline:latest", "ghcr.io/x/pipeline", "bad image:1"])
+def test_unpinned_images_are_refused(image: str) -> None:
+    with pytest.raises(ConfigError, match="pinned"):
+        runner.KubeflowConfig(image=image)
