@@ -36,9 +36,12 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 bench: $(STAMP)
+	test -d $(WORKDIR)/serving/image_classifier || $(BIN)/image-pipeline demo --workdir $(WORKDIR)
 	$(BIN)/python benchmarks/transformed_format.py
 	$(BIN)/python benchmarks/ingest.py
-	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/serving.py --model-dir $(WORKDIR)/serving/image_classifier
+	$(BIN)/python benchmarks/training.py
+	$(BIN)/python benchmarks/pipeline_run.py
 
 compile: $(STAMP)
 	$(BIN)/image-pipeline compile --config kubeflow/config.yaml --image $(IMAGE) --output kubeflow/pipeline.yaml

@@ -16,14 +16,13 @@ the same number of examples, and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import platform
 import shutil
 import tempfile
 import time
 
+import _results  # benchmarks/_results.py (scripts run with benchmarks/ on sys.path)
 import tensorflow as tf
 
 from components import image_example_gen, image_files
@@ -57,7 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--size", type=int, default=96)
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "ingest.json"))
+    parser.add_argument("--out", default=_results.default_path("ingest"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     work = tempfile.mkdtemp(prefix="ingest_bench_")
@@ -100,20 +99,14 @@ def main() -> None:
             print(
                 f"{row['variant']:<40} {row['examples']:>8} {row['seconds']:>8.1f} {row['images_per_s']:>9.1f} {row['ratio_vs_baseline']:>12.2f}"
             )
-        os.makedirs(os.path.dirname(args.out), exist_ok=True)
-        with open(args.out, "w") as handle:
-            json.dump(
-                {
-                    "machine": platform.platform(),
-                    "cpus": os.cpu_count(),
-                    "images": count,
-                    "size": args.size,
-                    "rows": rows,
-                },
-                handle,
-                indent=2,
-            )
-        print(f"Wrote {args.out}")
+        _results.write(
+            args.out,
+            {
+                "images": count,
+                "size": args.size,
+                "rows": rows,
+            },
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
-import platform
 import random
 import statistics
 import time
 
+import _results  # benchmarks/_results.py (scripts run with benchmarks/ on sys.path)
 import numpy as np
 import tensorflow as tf
 
@@ -59,7 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", default=os.path.join("demo_workdir", "serving", "image_classifier"))
     parser.add_argument("--repeats", type=int, default=200)
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "serving.json"))
+    parser.add_argument("--out", default=_results.default_path("serving"))
     args = parser.parse_args()
     model_dir = predict.resolve_model_dir(args.model_dir)
     serve = tf.saved_model.load(model_dir).signatures["serving_default"]
@@ -90,12 +89,7 @@ def main() -> None:
             f"{row['variant']:<32} {row['batch']:>5} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
             f"{row['images_per_s']:>9.1f} {row['p50_vs_keras']:>13.2f}"
         )
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as handle:
-        json.dump(
-            {"machine": platform.platform(), "cpus": os.cpu_count(), "model": model_dir, "rows": rows}, handle, indent=2
-        )
-    print(f"Wrote {args.out}")
+    _results.write(args.out, {"model": model_dir, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -11,13 +11,11 @@ float pixels in the Trainer's input pipeline. Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import platform
 import random
 import time
 
+import _results  # benchmarks/_results.py (scripts run with benchmarks/ on sys.path)
 import numpy as np
 import tensorflow as tf
 
@@ -105,7 +103,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--images", type=int, default=200)
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "transformed_format.json"))
+    parser.add_argument("--out", default=_results.default_path("transformed_format"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     rows = measure(args.size, args.images)
@@ -115,12 +113,7 @@ def main() -> None:
         print(
             f"{row['format']:<20} {row['bytes_per_image']:>12,} {row['size_vs_float32']:>11.3f} {row['decode_images_per_s']:>13,.0f}"
         )
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as handle:
-        json.dump(
-            {"machine": platform.platform(), "cpus": os.cpu_count(), "size": args.size, "rows": rows}, handle, indent=2
-        )
-    print(f"Wrote {args.out}")
+    _results.write(args.out, {"size": args.size, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -135,6 +135,7 @@ def test_mixed_precision_xla_and_mirrored_strategy_run_on_cpu(tmp_path: object) 
         assert classifier.output.dtype == "float32"
     assert keras.mixed_precision.global_policy().name == "float32"
     assert len(summary["stage2"]["loss"]) == 1
+    assert summary["xla"] is True  # augmentation moved to tf.data, so Keras kept XLA on
 
 
 def test_base_model_weights_come_from_the_earlier_run(tmp_path: object) -> None:

@@ -137,12 +137,19 @@ def train_two_stages(
         logging.info("weights=none: the whole network trains from scratch; stage 2 is skipped.")
     else:
         model_lib.freeze_backbone(classifier)
-    fitted = model_lib.training_model(classifier, config["augment"], config["seed"])
+    # Keras cannot XLA-compile the random augmentation layers: with XLA they run in
+    # the input pipeline instead, so the compiled step stays XLA.
+    augment_in_data = config["augment"] and jit
+    fitted = model_lib.training_model(classifier, config["augment"] and not jit, config["seed"])
+    if augment_in_data:
+        layer = model_lib.augmentation(config["seed"])
+        train = train.map(lambda x, y: (layer(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     model_lib.compile_model(fitted, config["stage1_learning_rate"], jit_compile=jit)
     first = config["stage1_epochs"]
     summary: dict[str, Any] = {"stage1": _fit_stage(fitted, train, evaluation, (0, first), log_dir, patience)}
     summary["head_only_eval_accuracy"] = _eval_accuracy(fitted, evaluation)
     summary["kept_stage"] = 1
+    summary["xla"] = bool(fitted.jit_compile)
     logging.info("Stage 1 eval accuracy: %.4f", summary["head_only_eval_accuracy"])
     if from_scratch or config["stage2_epochs"] == 0:
         return summary
