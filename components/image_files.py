@@ -225,14 +225,20 @@ def check_image(data: bytes, limits: IngestLimits) -> CheckedImage:
         return CheckedImage(None, REASON_CORRUPT, str(error))
 
 
+def _decodes_natively(image_format: str, mode: str) -> bool:
+    """Whether tf.io.decode_image reads these bytes as the right RGB image as they are."""
+    if image_format == "JPEG":
+        return mode in ("RGB", "L")  # CMYK/YCCK JPEGs decode wrongly
+    return image_format in NATIVE_FORMATS and mode in ("RGB", "L", "P", "RGBA", "LA")
+
+
 def _accept(data: bytes, image: Image.Image, image_format: str, limits: IngestLimits) -> CheckedImage:
     width, height = image.size
     if min(width, height) < limits.min_side:
         return CheckedImage(None, REASON_TOO_SMALL, f"{width}x{height}", image_format, width, height)
     orientation = image.getexif().get(0x0112, 1) if hasattr(image, "getexif") else 1
-    if image_format in NATIVE_FORMATS and image.mode in ("RGB", "L", "P", "RGBA", "LA") and orientation == 1:
-        if not (image_format == "JPEG" and image.mode not in ("RGB", "L")):
-            return CheckedImage(data, "", "", image_format, width, height)
+    if orientation == 1 and _decodes_natively(image_format, image.mode):
+        return CheckedImage(data, "", "", image_format, width, height)
     converted = ImageOps.exif_transpose(image).convert("RGB")
     buffer = io.BytesIO()
     converted.save(buffer, format="PNG")

@@ -70,16 +70,14 @@ def _fmt(value: float | None) -> str:
 
 
 def _latest_run_context(store: metadata_store.MetadataStore, pipeline_name: str) -> metadata_store_pb2.Context:
-    pipeline = store.get_context_by_type_and_name("pipeline", pipeline_name)
-    if pipeline is None:
-        raise LookupError(f"No runs of pipeline {pipeline_name!r} in MLMD.")
+    """The newest ``pipeline_run`` context whose parent is the pipeline's context."""
     runs = [
         context
         for context in store.get_contexts_by_type("pipeline_run")
-        if context.name and pipeline_name in [c.name for c in store.get_parent_contexts_by_context(context.id)]
+        if pipeline_name in [parent.name for parent in store.get_parent_contexts_by_context(context.id)]
     ]
     if not runs:
-        runs = store.get_contexts_by_type("pipeline_run")
+        raise LookupError(f"No runs of pipeline {pipeline_name!r} in MLMD.")
     return max(runs, key=lambda context: (context.create_time_since_epoch, context.id))
 
 
