@@ -39,6 +39,7 @@ bench: $(STAMP)
 	test -d $(WORKDIR)/serving/image_classifier || $(BIN)/image-pipeline demo --workdir $(WORKDIR)
 	$(BIN)/python benchmarks/transformed_format.py
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/transform.py
 	$(BIN)/python benchmarks/serving.py --model-dir $(WORKDIR)/serving/image_classifier
 	$(BIN)/python benchmarks/training.py
 	$(BIN)/python benchmarks/pipeline_run.py

@@ -88,6 +88,8 @@ class PipelineConfig:
         at run time (edits invalidate the cache); ``installed``: imported from the
         installed package, as in the Kubeflow container image.
       schema_file: A curated schema.pbtxt of your own (default: ``schemas/schema.pbtxt``).
+      transform_statistics: Also compute Transform's pre- and post-transform
+        statistics (off: StatisticsGen already describes the raw data).
     """
 
     data_root: str
@@ -131,6 +133,7 @@ class PipelineConfig:
     enable_cache: bool = True
     user_code: str = "wheel"
     schema_file: str = ""
+    transform_statistics: bool = False
 
     def __post_init__(self) -> None:
         _validate(self)

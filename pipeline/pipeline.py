@@ -112,6 +112,9 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         custom_config={"image_size": config.image_size},
+        # Pre-transform statistics repeat StatisticsGen's; post-transform ones describe
+        # JPEG bytes. Together they were a third of Transform's time (benchmarks/README.md).
+        disable_statistics=not config.transform_statistics,
         **_user_code(config.user_code, TRANSFORM_MODULE_FILE, "preprocessing_fn"),
     )
     base_model = None

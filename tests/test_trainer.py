@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
+from types import SimpleNamespace
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow_transform.tf_metadata import schema_utils
+from tfx_bsl.public import tfxio
 
+from components.modules import features, trainer
 from components.modules import model as model_lib
-from components.modules import trainer
 
 SIZE = 32
 
@@ -149,3 +153,56 @@ def test_base_model_weights_come_from_the_earlier_run(tmp_path: object) -> None:
     with pytest.raises(model_lib.WeightsError, match="has no backbone.weights.h5"):
         trainer._backbone_weights({"weights": "base_model"}, str(tmp_path))
     assert trainer._backbone_weights({"weights": "imagenet"}, None) == "imagenet"
+
+
+def _transformed_split(folder: str, count: int) -> tuple[SimpleNamespace, SimpleNamespace, list[str]]:
+    """``count`` transformed examples in two gzipped shards, as Transform writes them,
+    and stand-ins for the Trainer's data accessor and TFT output reading them."""
+    spec = {
+        trainer.IMAGE_XF: tf.io.FixedLenFeature([], tf.string),
+        trainer.LABEL_XF: tf.io.FixedLenFeature([], tf.int64),
+    }
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    for shard in range(2):
+        with tf.io.TFRecordWriter(os.path.join(folder, f"transformed-{shard}.gz"), options) as writer:
+            for index in range(shard, count, 2):
+                pixels = np.full((1, SIZE, SIZE, 3), index, np.uint8)
+                feature = {
+                    trainer.IMAGE_XF: tf.train.Feature(
+                        bytes_list=tf.train.BytesList(value=[features.encode_transformed(pixels)[0].numpy()])
+                    ),
+                    trainer.LABEL_XF: tf.train.Feature(int64_list=tf.train.Int64List(value=[index % 3])),
+                }
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    schema = schema_utils.schema_from_feature_spec(spec)
+    accessor = SimpleNamespace(
+        tf_dataset_factory=lambda files, options, schema: tfxio.TFExampleRecord(files, schema=schema).TensorFlowDataset(
+            options
+        )
+    )
+    output = SimpleNamespace(transformed_metadata=SimpleNamespace(schema=schema), transformed_feature_spec=lambda: spec)
+    return SimpleNamespace(data_accessor=accessor), output, [os.path.join(folder, "transformed-*.gz")]
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_split_dataset_has_its_length_and_every_example(tmp_path: object, train: bool) -> None:
+    fn_args, output, pattern = _transformed_split(str(tmp_path), 11)
+    config = {"batch_size": 4, "seed": 0, "image_size": SIZE}
+    dataset = trainer._dataset(fn_args, output, pattern, config, train=train)
+    # Known length: Keras would otherwise end every epoch on an end-of-sequence error.
+    assert int(dataset.cardinality()) == 3
+    batches = list(dataset)
+    assert [int(labels.shape[0]) for _, labels in batches] == [4, 4, 3]
+    images = np.concatenate([images.numpy() for images, _ in batches])
+    labels = np.concatenate([labels.numpy() for _, labels in batches])
+    assert images.shape == (11, SIZE, SIZE, 3) and images.dtype == np.float32
+    values = np.round(images[:, 0, 0, 0]).astype(int)
+    assert sorted(values) == list(range(11)) and list(labels) == [value % 3 for value in values]
+    file_order = list(range(0, 11, 2)) + list(range(1, 11, 2))  # shard 0, then shard 1
+    assert (values.tolist() != file_order) == train  # shuffled for training only
+
+
+def test_empty_split_is_a_clear_error(tmp_path: object) -> None:
+    fn_args, output, pattern = _transformed_split(str(tmp_path), 0)
+    with pytest.raises(ValueError, match="eval split has no examples"):
+        trainer._dataset(fn_args, output, pattern, {"batch_size": 4, "seed": 0, "image_size": SIZE}, train=False)

@@ -13,7 +13,6 @@ import contextlib
 import logging
 import os
 import tempfile
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
+from tensorflow_transform.tf_metadata import schema_utils
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
@@ -31,6 +31,20 @@ IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
 LABEL_XF = features.transformed_name(features.LABEL_KEY)
 BACKBONE_WEIGHTS = model_lib.BACKBONE_WEIGHTS
 WARMUP_IMAGES = 3
+COUNT_BATCH = 1024
+
+
+def _count_examples(
+    fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFTransformOutput, file_pattern: list[str]
+) -> int:
+    """Examples in a split, from one pass over the labels only (images are not parsed)."""
+    label_spec = {LABEL_XF: tf_transform_output.transformed_feature_spec()[LABEL_XF]}
+    labels = fn_args.data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(batch_size=COUNT_BATCH, num_epochs=1, shuffle=False),
+        schema_utils.schema_from_feature_spec(label_spec),
+    )
+    return int(labels.reduce(np.int64(0), lambda count, batch: count + tf.shape(batch[LABEL_XF], tf.int64)[0]))
 
 
 def _dataset(
@@ -40,7 +54,18 @@ def _dataset(
     config: dict[str, Any],
     train: bool,
 ) -> tf.data.Dataset:
-    """Batches of (float pixels [b, s, s, 3], class index [b]) for one pass."""
+    """Batches of (float pixels [b, s, s, 3], class index [b]) for one pass.
+
+    The dataset's length is known (the split is counted first): with an unknown
+    length Keras ends every epoch on an end-of-sequence error, which made epochs
+    up to 4x slower on CPU (benchmarks/README.md, "Training loop").
+    """
+    split = "train" if train else "eval"
+    examples = _count_examples(fn_args, tf_transform_output, file_pattern)
+    if examples == 0:
+        raise ValueError(f"The {split} split has no examples ({file_pattern}); add images or change the split.")
+    batches = -(-examples // config["batch_size"])
+    logging.info("%s split: %d examples, %d batches of %d", split, examples, batches, config["batch_size"])
     dataset = fn_args.data_accessor.tf_dataset_factory(
         file_pattern,
         tfxio.TensorFlowDatasetOptions(
@@ -53,10 +78,14 @@ def _dataset(
         tf_transform_output.transformed_metadata.schema,
     )
     size = config["image_size"]
-    return dataset.map(
-        lambda xf, label: (features.decode_transformed(xf[IMAGE_XF], size), tf.reshape(label, [-1])),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    ).prefetch(tf.data.AUTOTUNE)
+    return (
+        dataset.map(
+            lambda xf, label: (features.decode_transformed(xf[IMAGE_XF], size), tf.reshape(label, [-1])),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        .apply(tf.data.experimental.assert_cardinality(batches))
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 def _fit_stage(
@@ -66,11 +95,13 @@ def _fit_stage(
     epochs: tuple[int, int],
     log_dir: str,
     patience: int = 0,
+    extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
 ) -> dict[str, list[float]]:
     """Runs epochs ``[first, last)`` and returns the per-epoch history.
 
     With ``patience`` > 0, stops after that many epochs without a better eval
-    accuracy and restores the best epoch's weights.
+    accuracy and restores the best epoch's weights. ``extra_callbacks`` run
+    after the Trainer's own (the training benchmark times epochs with one).
     """
     callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TensorBoard(log_dir=log_dir)]
     if patience > 0:
@@ -79,30 +110,20 @@ def _fit_stage(
                 monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True
             )
         )
-    with _one_pass_datasets():
-        history = classifier.fit(
-            train,
-            validation_data=evaluation,
-            initial_epoch=epochs[0],
-            epochs=epochs[1],
-            callbacks=callbacks,
-            verbose=2,
-        )
+    callbacks.extend(extra_callbacks)
+    history = classifier.fit(
+        train,
+        validation_data=evaluation,
+        initial_epoch=epochs[0],
+        epochs=epochs[1],
+        callbacks=callbacks,
+        verbose=2,
+    )
     return {key: [float(value) for value in values] for key, values in history.history.items()}
 
 
 def _eval_accuracy(classifier: keras.Model, evaluation: tf.data.Dataset) -> float:
-    with _one_pass_datasets():
-        return float(classifier.evaluate(evaluation, verbose=0, return_dict=True)["accuracy"])
-
-
-@contextlib.contextmanager
-def _one_pass_datasets() -> Iterator[None]:
-    """Silences Keras' "input ran out of data" warning: each epoch is one pass
-    over a finite dataset of unknown length, by design."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
-        yield
+    return float(classifier.evaluate(evaluation, verbose=0, return_dict=True)["accuracy"])
 
 
 def _append(history: dict[str, list[float]], more: dict[str, list[float]]) -> None:
