@@ -7,7 +7,7 @@ source weights), batch size and image size, on the same generated images:
             Keras transfer-learning guide does)
   pipeline  the Trainer's path: TFRecords of transformed (JPEG q95) examples read
             with tfx_bsl, decoded by ``features.decode_transformed``, fitted by
-            ``trainer._fit_stage``
+            ``trainer.fit_stage``
   unknown_length  the same with the dataset's length hidden, as the Trainer was
             before it counted its splits (Keras then ends each epoch on an
             end-of-sequence error)
@@ -43,6 +43,7 @@ from tfx_bsl.public import tfxio
 
 from components.modules import features, trainer
 from components.modules import model as model_lib
+from components.modules.settings import AugmentationSettings, TrainerSettings
 from pipeline import demo, demo_data
 
 BATCH = 32
@@ -69,7 +70,7 @@ def _write_transformed(root: str, path: str) -> list[str]:
     return classes
 
 
-def _pipeline_dataset(path: str, config: dict) -> tf.data.Dataset:
+def _pipeline_dataset(path: str, settings: TrainerSettings) -> tf.data.Dataset:
     spec = {
         trainer.IMAGE_XF: tf.io.FixedLenFeature([], tf.string),
         trainer.LABEL_XF: tf.io.FixedLenFeature([], tf.int64),
@@ -83,14 +84,19 @@ def _pipeline_dataset(path: str, config: dict) -> tf.data.Dataset:
     transform_output = SimpleNamespace(
         transformed_metadata=SimpleNamespace(schema=schema), transformed_feature_spec=lambda: spec
     )
-    return trainer._dataset(SimpleNamespace(data_accessor=accessor), transform_output, [path], config, train=True)
+    dataset, _ = trainer.split_dataset(
+        SimpleNamespace(data_accessor=accessor), transform_output, [path], settings, train=True
+    )
+    return dataset
 
 
 def _classifier(num_classes: int) -> tuple[keras.Model, keras.Model]:
     keras.utils.set_random_seed(0)
     backbone = model_lib.build_backbone(demo.BACKBONE, demo.IMAGE_SIZE, demo.SHIPPED_WEIGHTS, demo.ALPHA)
     classifier = model_lib.build_classifier(backbone, demo.BACKBONE, num_classes, 0.2)
-    return classifier, model_lib.training_model(classifier, augment=True, seed=0)
+    # The augmentation measured before it became configurable: flip, rotation and zoom.
+    augment = AugmentationSettings(flip="horizontal", rotation=0.1, zoom=0.1, translation=0.0)
+    return classifier, model_lib.training_model(classifier, augment, seed=0)
 
 
 class _EpochClock(keras.callbacks.Callback):
@@ -122,7 +128,8 @@ def _measure(dataset: tf.data.Dataset, images: int, epochs: int, num_classes: in
     result: dict[str, list] = {}
     for stage, trainable, learning_rate in (("stage1", 0, 1e-3), ("stage2", 40, 1e-4)):
         if trainable:
-            model_lib.unfreeze_top_layers(classifier, trainable)
+            backbone = classifier.get_layer(model_lib.BACKBONE_LAYER_NAME)
+            model_lib.unfreeze_from(classifier, len(backbone.layers) - trainable)
         else:
             model_lib.freeze_backbone(classifier)
         model_lib.compile_model(fitted, learning_rate)
@@ -131,7 +138,7 @@ def _measure(dataset: tf.data.Dataset, images: int, epochs: int, num_classes: in
         if loop == "baseline":
             fitted.fit(dataset, validation_data=dataset.take(1), epochs=epochs + 1, verbose=0, callbacks=[clock])
         else:
-            trainer._fit_stage(
+            trainer.fit_stage(
                 fitted, dataset, dataset.take(1), (0, epochs + 1), tempfile.mkdtemp(), extra_callbacks=(clock,)
             )
         result[stage] = [images / seconds for seconds in clock.seconds[1:]]
@@ -160,7 +167,7 @@ def _measure_variant(variant: str, root: str, records: str, images: int, epochs:
             root, image_size=(demo.IMAGE_SIZE, demo.IMAGE_SIZE), batch_size=BATCH, seed=0, verbose=False
         ).prefetch(tf.data.AUTOTUNE)
     else:
-        dataset = _pipeline_dataset(records, {"batch_size": BATCH, "seed": 0, "image_size": demo.IMAGE_SIZE})
+        dataset = _pipeline_dataset(records, TrainerSettings(batch_size=BATCH, seed=0, image_size=demo.IMAGE_SIZE))
         if variant == "unknown_length":
             dataset = dataset.filter(lambda images, labels: True)  # the Trainer before its split count
     loop = "baseline" if variant == "baseline" else "pipeline"
@@ -169,7 +176,7 @@ def _measure_variant(variant: str, root: str, records: str, images: int, epochs:
 
 VARIANTS = {
     "baseline": "image_dataset_from_directory + fit",
-    "pipeline": "Trainer input pipeline + _fit_stage",
+    "pipeline": "Trainer input pipeline + fit_stage",
     "unknown_length": "same, dataset length unknown (before)",
 }
 

@@ -1,9 +1,9 @@
 """ImageFolder ExampleGen: a folder with one sub-folder per class -> tf.Examples.
 
 Each example holds the encoded image bytes (``image``), the class folder name
-(``label``) and the path relative to the class root (``path``). The split into
-train/eval is by hash of ``path``, so it is deterministic and stable when files
-are added. Every file listed ends as ingested or rejected; the executor writes
+(``label``) and the path relative to the class root (``path``). Each file goes to
+``train``, ``validation`` or ``test`` by a hash of ``path``, per class, so that
+every class with three or more images is in every split (``components/splits.py``). Every file listed ends as ingested or rejected; the executor writes
 ``ingest_report/files.jsonl`` (one line per file) and ``ingest_report/summary.json``
 into the Examples artifact and records the counts as artifact properties in MLMD.
 """
@@ -29,13 +29,15 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
-from components import image_files
+from components import image_files, splits
 from components.modules import features
 
 REPORT_DIR = "ingest_report"
 REPORT_FILES = "files.jsonl"
 REPORT_SUMMARY = "summary.json"
 _REJECTED = "rejected"
+# Passes the report folder from Do to GenerateExamplesByBeam with the exec properties.
+_REPORT_DIR_KEY = "_ingest_report_dir"
 PROGRESS_EVERY = 1000
 # Beam's DirectRunner first tries Prism, which downloads a binary at run time (fails
 # offline, and differs from what tests cover): the pipeline and standalone runs use
@@ -61,20 +63,21 @@ def make_example(encoded: bytes, label: str, relative_path: str) -> tf.train.Exa
 
 
 def ingest_file(
-    indexed: tuple[int, image_files.FoundFile], limits: image_files.IngestLimits, total: int
+    item: tuple[int, image_files.FoundFile, str], limits: image_files.IngestLimits, total: int
 ) -> Iterator[Any]:
     """Reads and checks one file.
 
     Args:
-      indexed: The file's position in the listing (for progress logs) and the file.
+      item: The file's position in the listing (for progress logs), the file and
+        its split (empty for files rejected by their path).
       limits: Per-file acceptance limits.
       total: Number of files listed.
 
     Yields:
-      The tf.Example on the main output, and one status record (a dict) on the
-      ``status`` or ``rejected`` output.
+      (split, tf.Example) on the main output, and one status record (a dict) on
+      the ``status`` or ``rejected`` output.
     """
-    index, found = indexed
+    index, found, split = item
     if index % PROGRESS_EVERY == 0:
         logging.info("Ingest progress: file %d of %d (%s)", index + 1, total, found.relative_path)
     record = {"path": found.relative_path, "label": found.label}
@@ -96,9 +99,9 @@ def ingest_file(
         record.update(status=_REJECTED, reason=reason)
         yield beam.pvalue.TaggedOutput(_REJECTED, record)
         return
-    record["status"] = "ingested"
+    record.update(status="ingested", split=split)
     yield beam.pvalue.TaggedOutput("status", record)
-    yield make_example(checked.encoded, found.label, found.relative_path)
+    yield split, make_example(checked.encoded, found.label, found.relative_path)
 
 
 def limits_from_exec_properties(exec_properties: dict[str, Any]) -> image_files.IngestLimits:
@@ -112,50 +115,52 @@ def limits_from_exec_properties(exec_properties: dict[str, Any]) -> image_files.
     if custom.HasField("custom_config"):
         custom.custom_config.Unpack(values)
     settings = json_format.MessageToDict(values)
-    return image_files.IngestLimits(
-        max_pixels=int(settings.get("max_pixels", image_files.DEFAULT_MAX_PIXELS)),
-        min_side=int(settings.get("min_side", image_files.DEFAULT_MIN_SIDE)),
-    )
+    return image_files.IngestLimits(max_pixels=int(settings["max_pixels"]), min_side=int(settings["min_side"]))
+
+
+def split_percents_from_output_config(output_config: example_gen_pb2.Output) -> splits.SplitPercents:
+    """The train/validation/test shares declared as the output splits' hash buckets."""
+    buckets = {split.name: split.hash_buckets for split in output_config.split_config.splits}
+    if set(buckets) != set(splits.SPLIT_NAMES) or sum(buckets.values()) != 100:
+        raise ValueError(
+            f"Expected output splits {splits.SPLIT_NAMES} with buckets summing to 100. Received: {buckets}"
+        )
+    return splits.SplitPercents(validation=buckets[splits.VALIDATION], test=buckets[splits.TEST])
 
 
 class ImageFolderExecutor(BaseExampleGenExecutor):
-    """ExampleGen executor reading an image folder tree with Beam."""
-
-    _report_dir: str = ""
+    """ExampleGen executor reading an image folder tree with Beam, split per class."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802 (TFX API)
-        """Returns the PTransform reading files into tf.Examples."""
-        return _make_ptransform(self._report_dir)
+        """Not used: :meth:`GenerateExamplesByBeam` reads and splits in one pass."""
+        raise NotImplementedError("ImageFolderExecutor splits in GenerateExamplesByBeam.")
 
-    def Do(self, input_dict: dict, output_dict: dict, exec_properties: dict[str, Any]) -> None:  # noqa: N802 (TFX API)
-        """Runs the Beam job, then summarises the per-file report."""
-        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
-        self._report_dir = os.path.join(examples.uri, REPORT_DIR)
-        super().Do(input_dict, output_dict, exec_properties)
-        summary = summarise_report(os.path.join(self._report_dir, REPORT_FILES))
-        with tf.io.gfile.GFile(os.path.join(self._report_dir, REPORT_SUMMARY), "w") as handle:
-            json.dump(summary, handle, indent=2, sort_keys=True)
-        for key in ("files_seen", "ingested", "rejected"):
-            examples.set_int_custom_property(key, summary[key])
-        examples.set_string_custom_property("class_counts", json.dumps(summary["class_counts"], sort_keys=True))
-        log_summary(summary, self._report_dir)
-
-
-def _make_ptransform(report_dir: str) -> beam.PTransform:
-    @beam.ptransform_fn
-    def _ImageFolderToExample(  # noqa: N802 (Beam label style)
-        pipeline: beam.Pipeline, exec_properties: dict[str, Any], split_pattern: str
-    ) -> beam.pvalue.PCollection:
-        root = image_files.class_root(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
+    def GenerateExamplesByBeam(  # noqa: N802 (TFX API)
+        self, pipeline: beam.Pipeline, exec_properties: dict[str, Any]
+    ) -> dict[str, beam.pvalue.PCollection]:
+        """Lists the files, assigns each to a split (components/splits.py), reads and checks them."""
+        input_config = example_gen_pb2.Input()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+        output_config = example_gen_pb2.Output()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        root = image_files.class_root(
+            exec_properties[standard_component_specs.INPUT_BASE_KEY], input_config.splits[0].pattern
+        )
         found = image_files.list_files(root)
         image_files.require_images(root, found)
-        limits = limits_from_exec_properties(exec_properties)
+        assignment = splits.assign(
+            ((item.relative_path, item.label) for item in found if not image_files.precheck_reason(item)),
+            split_percents_from_output_config(output_config),
+        )
         logging.info("Ingesting %d files from %s", len(found), root)
+        items = [(index, item, assignment.split_of.get(item.relative_path, "")) for index, item in enumerate(found)]
         results = (
             pipeline
-            | "ListFiles" >> beam.Create(list(enumerate(found)), reshuffle=True)
+            | "ListFiles" >> beam.Create(items, reshuffle=True)
             | "ReadAndCheck"
-            >> beam.FlatMap(ingest_file, limits, len(found)).with_outputs("status", _REJECTED, main="examples")
+            >> beam.FlatMap(ingest_file, limits_from_exec_properties(exec_properties), len(found)).with_outputs(
+                "status", _REJECTED, main="examples"
+            )
         )
         _ = (
             (results.status, results[_REJECTED])
@@ -163,20 +168,43 @@ def _make_ptransform(report_dir: str) -> beam.PTransform:
             | "ToJson" >> beam.Map(lambda record: json.dumps(record, sort_keys=True, ensure_ascii=False))
             | "WriteReport"
             >> beam.io.WriteToText(
-                os.path.join(report_dir, REPORT_FILES.removesuffix(".jsonl")),
+                os.path.join(exec_properties[_REPORT_DIR_KEY], REPORT_FILES.removesuffix(".jsonl")),
                 file_name_suffix=".jsonl",
                 num_shards=1,
                 shard_name_template="",
             )
         )
-        return results.examples
+        parts = results.examples | "Split" >> beam.Partition(
+            lambda item, _: splits.SPLIT_NAMES.index(item[0]), len(splits.SPLIT_NAMES)
+        )
+        return {
+            name: part | f"Drop key [{name}]" >> beam.Values()
+            for name, part in zip(splits.SPLIT_NAMES, parts, strict=True)
+        }
 
-    return _ImageFolderToExample
+    def Do(self, input_dict: dict, output_dict: dict, exec_properties: dict[str, Any]) -> None:  # noqa: N802 (TFX API)
+        """Runs the Beam job, then summarises the per-file report."""
+        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        report_dir = os.path.join(examples.uri, REPORT_DIR)
+        super().Do(input_dict, output_dict, {**exec_properties, _REPORT_DIR_KEY: report_dir})
+        summary = summarise_report(os.path.join(report_dir, REPORT_FILES))
+        with tf.io.gfile.GFile(os.path.join(report_dir, REPORT_SUMMARY), "w") as handle:
+            json.dump(summary, handle, indent=2, sort_keys=True)
+        for key in ("files_seen", "ingested", "rejected"):
+            examples.set_int_custom_property(key, summary[key])
+        for key in ("class_counts", "split_counts"):
+            examples.set_string_custom_property(key, json.dumps(summary[key], sort_keys=True))
+        log_summary(summary, report_dir)
 
 
 def summarise_report(report_path: str) -> dict[str, Any]:
-    """Counts per status, class and reason from ``files.jsonl``."""
+    """Counts per status, class, split and reason from ``files.jsonl``.
+
+    ``notes`` names every class that has no image in some split after ingest
+    (too few images, or its only image of that split was rejected).
+    """
     class_counts: collections.Counter[str] = collections.Counter()
+    class_splits: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     reasons: collections.Counter[str] = collections.Counter()
     seen = 0
     with tf.io.gfile.GFile(report_path) as handle:
@@ -187,23 +215,36 @@ def summarise_report(report_path: str) -> dict[str, Any]:
                 reasons[record["reason"]] += 1
             else:
                 class_counts[record["label"]] += 1
+                class_splits[record["label"]][record["split"]] += 1
+    per_class = {
+        label: {name: class_splits[label][name] for name in splits.SPLIT_NAMES} for label in sorted(class_splits)
+    }
     return {
         "files_seen": seen,
         "ingested": sum(class_counts.values()),
         "rejected": sum(reasons.values()),
         "class_counts": dict(sorted(class_counts.items())),
+        "split_counts": {name: sum(counts[name] for counts in per_class.values()) for name in splits.SPLIT_NAMES},
+        "class_split_counts": per_class,
         "rejected_by_reason": dict(sorted(reasons.items())),
+        "notes": [
+            f"class {label!r} has no {name} images ({class_counts[label]} ingested)"
+            for label, counts in per_class.items()
+            for name in splits.SPLIT_NAMES
+            if not counts[name]
+        ],
     }
 
 
 def log_summary(summary: dict[str, Any], report_dir: str) -> None:
-    """Logs the ingest counts, with a warning when files were rejected."""
+    """Logs the ingest counts, with a warning when files were rejected or a class misses a split."""
     logging.info(
-        "Ingest: %d files seen, %d ingested, %d rejected; per class: %s",
+        "Ingest: %d files seen, %d ingested, %d rejected; per class: %s; per split: %s",
         summary["files_seen"],
         summary["ingested"],
         summary["rejected"],
         summary["class_counts"],
+        summary["split_counts"],
     )
     if summary["rejected"]:
         logging.warning(
@@ -213,6 +254,8 @@ def log_summary(summary: dict[str, Any], report_dir: str) -> None:
             report_dir,
             REPORT_FILES,
         )
+    for note in summary["notes"]:
+        logging.warning("Split: %s", note)
 
 
 def ingest_custom_config(limits: image_files.IngestLimits) -> example_gen_pb2.CustomConfig:
@@ -234,20 +277,21 @@ def span_range_config(span: int | None) -> tfx.proto.RangeConfig | None:
 def create_example_gen(
     data_root: str,
     input_pattern: str,
-    eval_percent: int,
+    percents: splits.SplitPercents,
     limits: image_files.IngestLimits,
     span: int | None = None,
 ) -> FileBasedExampleGen:
-    """The ExampleGen component: hash split on ``path`` into train/eval.
+    """The ExampleGen component writing the ``train``, ``validation`` and ``test`` splits.
 
-    With ``{SPAN}`` in ``input_pattern`` the driver reads the latest span, or
-    ``span`` when given, and records it on the Examples artifact.
+    The shares are recorded as the output splits' hash buckets; the executor
+    assigns files per class (``components/splits.py``). With ``{SPAN}`` in
+    ``input_pattern`` the driver reads the latest span, or ``span`` when given,
+    and records it on the Examples artifact.
     """
     output_config = tfx.proto.Output(
         split_config=tfx.proto.SplitConfig(
             splits=[
-                tfx.proto.SplitConfig.Split(name="train", hash_buckets=100 - eval_percent),
-                tfx.proto.SplitConfig.Split(name="eval", hash_buckets=eval_percent),
+                tfx.proto.SplitConfig.Split(name=name, hash_buckets=share) for name, share in percents.as_dict().items()
             ],
             partition_feature_name=features.PATH_KEY,
         )
@@ -265,7 +309,7 @@ def create_example_gen(
 def run_executor(
     data_root: str,
     output_uri: str,
-    eval_percent: int = 20,
+    percents: splits.SplitPercents | None = None,
     limits: image_files.IngestLimits | None = None,
     beam_args: list[str] | None = None,
 ) -> standard_artifacts.Examples:
@@ -274,7 +318,9 @@ def run_executor(
     Returns:
       The Examples artifact, its properties set as in a pipeline run.
     """
-    component = create_example_gen(data_root, "*/*", eval_percent, limits or image_files.IngestLimits())
+    component = create_example_gen(
+        data_root, "*/*", percents or splits.SplitPercents(), limits or image_files.IngestLimits()
+    )
     keys = (
         standard_component_specs.INPUT_CONFIG_KEY,
         standard_component_specs.OUTPUT_CONFIG_KEY,

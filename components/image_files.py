@@ -203,10 +203,11 @@ def check_image(data: bytes, limits: IngestLimits) -> CheckedImage:
     """
     if not data:
         return CheckedImage(None, REASON_EMPTY)
+    default_limit = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            Image.MAX_IMAGE_PIXELS = limits.max_pixels
+            Image.MAX_IMAGE_PIXELS = limits.max_pixels  # restored below: Pillow's limit is process-wide
             with Image.open(io.BytesIO(data)) as image:
                 image_format = image.format or ""
                 width, height = image.size
@@ -223,6 +224,8 @@ def check_image(data: bytes, limits: IngestLimits) -> CheckedImage:
         return CheckedImage(None, reason, str(error))
     except (ValueError, SyntaxError) as error:  # Pillow raises these on some malformed headers.
         return CheckedImage(None, REASON_CORRUPT, str(error))
+    finally:
+        Image.MAX_IMAGE_PIXELS = default_limit
 
 
 def _decodes_natively(image_format: str, mode: str) -> bool:

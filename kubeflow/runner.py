@@ -72,7 +72,7 @@ def _resources(cpu: float, memory_gib: float, gpu_type: str = "", gpus: int = 0)
 def kubeflow_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig) -> tfx.dsl.Pipeline:
     """The pipeline as it runs on Kubeflow: installed user code, resources per component."""
     schema_file = config.schema_file or os.path.join(kubeflow.project_dir, "schemas", "schema.pbtxt")
-    pipeline = create_pipeline(dataclasses.replace(config, user_code="installed", schema_file=schema_file))
+    pipeline = create_pipeline(config.model_copy(update={"user_code": "installed", "schema_file": schema_file}))
     for component in pipeline.components:
         if not isinstance(component, base_component.BaseComponent):  # e.g. the Resolver
             continue

@@ -6,10 +6,10 @@ config field is also a flag (``--image-size 96``), and flags override the file.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import sys
+import typing
 import warnings
 from typing import Any
 
@@ -34,30 +34,106 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
 
 
+# Sections of `--help`: top-level config keys by topic (trainer keys have their own sections).
+_SECTIONS = {
+    "Data and splits": (
+        "data_root", "input_pattern", "span", "validation_percent", "test_percent", "max_pixels", "min_side",
+        "schema_file",
+    ),
+    "Gate and serving": ("min_accuracy", "max_accuracy_drop", "serving_dir", "model_name", "keep_versions"),
+    "Comparison and transfer": ("compare_from_scratch", "base_model"),
+    "Pipeline and runtime": (
+        "pipeline_name", "pipeline_root", "runner", "beam_args", "enable_cache", "user_code", "transform_statistics",
+    ),
+}  # fmt: skip
+_TRAINER_SECTION = "Training (trainer: in the config file)"
+_AUGMENTATION_SECTION = "Augmentation (trainer.augmentation: in the config file)"
+NO_AUGMENTATION = "no_augmentation"
+
+
+def _flag_name(key: str) -> str:
+    """``trainer.stage1_epochs`` -> ``stage1-epochs``; ``trainer.augmentation.flip`` -> ``augmentation-flip``."""
+    return key.removeprefix("trainer.").replace(".", "-").replace("_", "-")
+
+
+def _dest(key: str) -> str:
+    """Click parameter names must be identifiers: ``trainer.seed`` -> ``trainer__seed``."""
+    return key.replace(".", "__")
+
+
+def _section(key: str) -> str:
+    if key.startswith("trainer.augmentation."):
+        return _AUGMENTATION_SECTION
+    if key.startswith("trainer."):
+        return _TRAINER_SECTION
+    return next(section for section, keys in _SECTIONS.items() if key in keys)
+
+
+def _option(key: str, field: Any) -> click.Option:
+    """One click option for a config field: its description as help, Literal values as choices."""
+    flag = _flag_name(key)
+    default = "required" if field.is_required() else field.default if field.default not in ("", None) else "none"
+    help_text = f"{field.description} [default: {default}]"
+    annotation = field.annotation
+    if annotation is bool:
+        return click.Option([f"--{flag}/--no-{flag}", _dest(key)], default=None, help=help_text)
+    if typing.get_origin(annotation) is tuple:
+        return click.Option(["--beam-arg", _dest(key)], multiple=True, help=f"{field.description} Repeatable.")
+    if typing.get_origin(annotation) is typing.Literal:
+        kind: Any = click.Choice(typing.get_args(annotation))
+    else:
+        kind = {int: int, float: float, str: str}.get(annotation, int)  # int | None -> int
+    return click.Option([f"--{flag}", _dest(key)], type=kind, default=None, help=help_text)
+
+
+class ConfigCommand(click.Command):
+    """A command whose config flags are listed by section in ``--help``."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Writes the options grouped: the command's own first, then one section per topic."""
+        sections: dict[str, list[tuple[str, str]]] = {"Options": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            key = (param.name or "").replace("__", ".")
+            is_config = key in _CONFIG_KEYS or key == NO_AUGMENTATION
+            section = _AUGMENTATION_SECTION if key == NO_AUGMENTATION else _section(key) if is_config else "Options"
+            sections.setdefault(section, []).append(record)
+        for section, records in sections.items():
+            with formatter.section(section):
+                formatter.write_dl(records)
+
+
+_CONFIG_KEYS = {key for key, _ in config_lib.flag_fields()}
+
+
 def _config_options(function: Any) -> Any:
-    """Adds one flag per PipelineConfig field (the dataclass is the one source)."""
-    click_types = {"int": int, "int | None": int, "float": float, "str": str}
-    for field in reversed(dataclasses.fields(config_lib.PipelineConfig)):
-        flag = field.name.replace("_", "-")
-        help_text = f"Config field {field.name} (default: {field.default if field.default is not dataclasses.MISSING else 'required'})."
-        if field.type == "bool":
-            option = click.option(f"--{flag}/--no-{flag}", field.name, default=None, help=help_text)
-        elif field.type.startswith("tuple"):
-            option = click.option(
-                "--beam-arg",
-                field.name,
-                multiple=True,
-                help="A Beam pipeline flag, repeatable (e.g. --beam-arg=--direct_num_workers=2).",
-            )
-        else:
-            option = click.option(f"--{flag}", field.name, type=click_types[field.type], default=None, help=help_text)
-        function = option(function)
+    """Adds one flag per config field (the pydantic models are the one source)."""
+    params = [_option(key, field) for key, field in config_lib.flag_fields()]
+    params.append(
+        click.Option(
+            ["--no-augmentation", NO_AUGMENTATION],
+            is_flag=True,
+            default=False,
+            help="Turn every augmentation operation off (same as 'augmentation: none').",
+        )
+    )
+    function.__click_params__ = [*getattr(function, "__click_params__", []), *reversed(params)]
     return function
 
 
 def config_from_flags(config_file: str | None, flags: dict[str, Any]) -> config_lib.PipelineConfig:
     """File values, then flags that were given (empty repeatable flags count as unset)."""
-    overrides = {key: value for key, value in flags.items() if value not in (None, ())}
+    overrides = {
+        key.replace("__", "."): value
+        for key, value in flags.items()
+        if value not in (None, ()) and key != NO_AUGMENTATION
+    }
+    if flags.get(NO_AUGMENTATION):
+        if any(key.startswith("trainer.augmentation.") for key in overrides):
+            raise config_lib.ConfigError("--no-augmentation cannot be combined with --augmentation-* flags.")
+        overrides = {"trainer.augmentation": "none", **overrides}
     return config_lib.load_config(config_file, overrides)
 
 
@@ -68,7 +144,7 @@ def main(verbose: bool) -> None:
     _setup_logging(verbose)
 
 
-@main.command()
+@main.command(cls=ConfigCommand)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML or JSON config file.")
 @_config_options
 def run(config_file: str | None, **flags: Any) -> None:
@@ -78,8 +154,8 @@ def run(config_file: str | None, **flags: Any) -> None:
     try:
         config = config_from_flags(config_file, flags)
         local_runner.preflight(config)
-    except (config_lib.ConfigError, ValueError, RuntimeError) as error:
-        raise click.ClickException(str(error)) from error
+    except (config_lib.ConfigError, ValueError, RuntimeError, OSError) as error:
+        raise click.ClickException(str(error)) from None
     report = local_runner.run(config)
     click.echo(report.format())
 
@@ -163,7 +239,26 @@ def demo(workdir: str, pretrain_here: bool) -> None:
         raise click.ClickException(str(error)) from error
 
 
-@main.command("compile")
+@main.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("show", cls=ConfigCommand)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML or JSON config file.")
+@_config_options
+def config_show(config_file: str | None, **flags: Any) -> None:
+    """Print the effective configuration (defaults, then the file, then flags) as YAML."""
+    import yaml
+
+    try:
+        config = config_from_flags(config_file, flags)
+    except config_lib.ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(yaml.safe_dump(config.to_dict(), sort_keys=False), nl=False)
+
+
+@main.command("compile", cls=ConfigCommand)
 @click.option("--target", type=click.Choice(["kubeflow"]), default="kubeflow", show_default=True)
 @click.option("--image", required=True, help="Pipeline image, pinned by tag or digest (see kubeflow/Dockerfile).")
 @click.option(

@@ -43,15 +43,19 @@ def demo_config(workdir: str, weights: str) -> PipelineConfig:
             "data_root": os.path.join(workdir, "data"),
             "pipeline_root": os.path.join(workdir, "tfx_root"),
             "serving_dir": os.path.join(workdir, "serving"),
-            "image_size": IMAGE_SIZE,
-            "backbone": BACKBONE,
-            "backbone_alpha": ALPHA,
-            "weights": weights,
-            "stage1_epochs": 10,
-            "stage2_epochs": 8,
-            "stage2_learning_rate": 1e-4,
-            "fine_tune_layers": 40,
             "min_accuracy": 0.6,
+            "trainer": {
+                "image_size": IMAGE_SIZE,
+                "backbone": BACKBONE,
+                "backbone_alpha": ALPHA,
+                "weights": weights,
+                "stage1_epochs": 10,
+                "stage2_epochs": 8,
+                "stage2_learning_rate": 1e-4,
+                "fine_tune_layers": 40,
+                # Shapes keep their class when mirrored or turned.
+                "augmentation": {"flip": "both", "rotation": 0.5, "zoom": 0.1, "translation": 0.1},
+            },
         }
     )
 

@@ -10,8 +10,9 @@ from tfx import v1 as tfx
 from tfx.components.example_gen import utils as example_gen_utils
 from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
-from components import image_example_gen, image_files
+from components import image_example_gen, image_files, splits
 from components.modules import model as model_lib
+from components.modules.settings import BACKBONES, TrainerSettings
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 from pipeline.run_report import RunReport, read_run_report
@@ -20,17 +21,45 @@ from pipeline.run_report import RunReport, read_run_report
 MIN_FILES_PER_CLASS = 10
 
 
-def preflight(config: PipelineConfig) -> None:
-    """Fails fast, before any Beam or training work, on a bad data root or weights.
+def preflight(config: PipelineConfig) -> splits.Assignment:
+    """Fails fast, before any Beam or training work, on anything knowable now.
+
+    Checks the data root (and shows how its files will split), the weights (a
+    weights file is loaded into the configured architecture, so a file made for
+    another backbone or ``backbone_alpha`` fails here), and that the pipeline root
+    and the serving directory can be written.
+
+    Returns:
+      The split each candidate file will get.
 
     Raises:
       image_files.NoImagesError: If the (latest span of the) data root holds
         fewer than two class folders with files in them.
       model_lib.WeightsError: If the weights cannot be loaded.
-      ValueError: On an unknown backbone or a too small image size.
+      OSError: If the pipeline root or the serving directory cannot be written.
     """
+    root, files = _list_data(config)
+    counts = image_files.class_file_counts(root, files)
+    logging.info("Data root %s: %d files; per class folder: %s", root, len(files), counts)
+    for warning in image_files.check_classes(root, counts, MIN_FILES_PER_CLASS):
+        logging.warning("Data: %s", warning)
+    assignment = splits.assign(
+        ((found.relative_path, found.label) for found in files if not image_files.precheck_reason(found)),
+        config.split_percents,
+    )
+    totals = {name: sum(c[name] for c in assignment.counts.values()) for name in splits.SPLIT_NAMES}
+    logging.info("Splits: %s", ", ".join(f"{name} {count}" for name, count in totals.items()))
+    for note in assignment.notes:
+        logging.warning("Split: %s", note)
+    for folder in (config.pipeline_root, config.serving_dir):
+        _require_writable(folder)
+    _check_weights(config)
+    return assignment
+
+
+def _list_data(config: PipelineConfig) -> tuple[str, list[image_files.FoundFile]]:
     split = tfx.proto.Input.Split(name="images", pattern=config.input_pattern)
-    if not os.path.isdir(config.data_root):
+    if not tf.io.gfile.isdir(config.data_root):
         raise image_files.NoImagesError(f"Data root {config.data_root!r} does not exist or is not a folder.")
     try:
         # Resolves {SPAN}/{VERSION} in place exactly as the ExampleGen driver will.
@@ -44,21 +73,64 @@ def preflight(config: PipelineConfig) -> None:
     root = image_files.class_root(config.data_root, split.pattern)
     files = image_files.list_files(root)
     image_files.require_images(root, files)
-    counts = image_files.class_file_counts(root, files)
-    logging.info("Data root %s: %d files; per class folder: %s", root, len(files), counts)
-    for warning in image_files.check_classes(root, counts, MIN_FILES_PER_CLASS):
-        logging.warning("Data: %s", warning)
-    model_lib.get_backbone_spec(config.backbone)
-    if config.base_model and not tf.io.gfile.exists(os.path.join(config.base_model, model_lib.BACKBONE_WEIGHTS)):
-        raise model_lib.WeightsError(
-            f"base_model {config.base_model!r} has no {model_lib.BACKBONE_WEIGHTS}: pass the URI of a Model artifact "
-            "written by this pipeline's Trainer, e.g. tfx_root/Trainer/model/<id>."
-        )
-    if config.weights_kind == "file" and not tf.io.gfile.exists(config.weights):
-        raise model_lib.WeightsError(f"Weights file not found: {config.weights}. {model_lib.WEIGHTS_HELP}")
-    if config.weights_kind == "imagenet":
-        # Downloads (and caches) the weights now, so an offline machine fails in seconds.
-        model_lib.build_backbone(config.backbone, config.image_size, "imagenet", config.backbone_alpha)
+    return root, files
+
+
+def _require_writable(folder: str) -> None:
+    """Raises OSError unless ``folder`` can be created or written, without leaving anything behind.
+
+    A local folder is checked on its nearest existing ancestor (``access(2)`` also
+    sees read-only mounts); a URI (gs://, s3://) gets a probe file written and removed.
+    """
+    if "://" in folder:
+        probe = os.path.join(folder, f".write-probe-{os.getpid()}")
+        try:
+            with tf.io.gfile.GFile(probe, "w") as handle:
+                handle.write("probe")
+            tf.io.gfile.remove(probe)
+        except tf.errors.OpError as error:
+            raise OSError(f"Cannot write to {folder!r}: {error.message}. Choose a folder you can write to.") from None
+        return
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise OSError(f"Cannot create {folder!r}: {existing!r} is a file. Choose another folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OSError(f"Cannot write to {folder!r}: {existing!r} is not writable. Choose a folder you can write to.")
+
+
+def _check_weights(config: PipelineConfig) -> None:
+    settings = config.trainer
+    if settings.weights_kind == "none":
+        return
+    path = settings.weights
+    if settings.weights_kind == "base_model":
+        path = model_lib.backbone_weights_path(config.base_model)
+        if not tf.io.gfile.exists(path):
+            raise model_lib.WeightsError(
+                f"base_model {config.base_model!r} has no {model_lib.BACKBONE_WEIGHTS}: pass the URI of a Model "
+                "artifact written by this pipeline's Trainer, e.g. tfx_root/Trainer/model/<id>."
+            )
+    if settings.weights_kind == "file" and not tf.io.gfile.exists(path):
+        raise model_lib.WeightsError(f"Weights file not found: {path}. {model_lib.WEIGHTS_HELP}")
+    # Builds the configured backbone with these weights now: downloads (and caches) ImageNet
+    # weights, and a file made for another architecture or alpha fails in seconds.
+    try:
+        model_lib.build_backbone(settings.backbone, settings.image_size, path, settings.backbone_alpha)
+    except model_lib.WeightsError as error:
+        raise model_lib.WeightsError(_weights_hint(str(error), settings)) from None
+
+
+def _weights_hint(message: str, settings: TrainerSettings) -> str:
+    first = message.split(": ", 1)[0] if "does not fit" in message else message
+    if "does not fit" not in message:
+        return first
+    alpha = f", backbone_alpha={settings.backbone_alpha}" if BACKBONES[settings.backbone].has_alpha else ""
+    return (
+        f"{first}: the file was made for another architecture. Set backbone (now {settings.backbone}{alpha}) "
+        "and image_size to those the file was saved with."
+    )
 
 
 def run(config: PipelineConfig) -> RunReport:

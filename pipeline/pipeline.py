@@ -10,17 +10,20 @@ from tfx import v1 as tfx
 
 import components.modules
 import schemas
-from components import atomic_pusher, image_example_gen, image_files
+from components import atomic_pusher, image_example_gen, image_files, splits
 from components.modules import features
+from components.modules.settings import TrainerSettings, TransformSettings
 from pipeline.config import PipelineConfig
+from pipeline.evaluation import ACCURACY_METRIC
 
 MODULES_DIR = os.path.dirname(components.modules.__file__)
 TRANSFORM_MODULE_FILE = os.path.join(MODULES_DIR, "transform.py")
 TRAINER_MODULE_FILE = os.path.join(MODULES_DIR, "trainer.py")
 DEFAULT_SCHEMA_FILE = os.path.join(os.path.dirname(schemas.__file__), "schema.pbtxt")
-ACCURACY_METRIC = "sparse_categorical_accuracy"
 # TFMA needs a strictly negative change bound to accept an equal accuracy.
 _MIN_CHANGE_TOLERANCE = 1e-10
+FROM_SCRATCH_TRAINER = "from_scratch_trainer"
+TRANSFER_VS_SCRATCH_EVALUATOR = "transfer_vs_scratch_evaluator"
 
 
 def beam_pipeline_args(beam_args: tuple[str, ...]) -> list[str]:
@@ -42,7 +45,7 @@ def eval_config(min_accuracy: float, max_accuracy_drop: float) -> tfma.EvalConfi
     """Accuracy gate on the overall slice; per-class slices are reported only.
 
     Args:
-      min_accuracy: Absolute lower bound of eval accuracy.
+      min_accuracy: Absolute lower bound of test accuracy.
       max_accuracy_drop: How much lower than the latest blessed model the
         candidate may be (0.0: no worse).
     """
@@ -80,11 +83,46 @@ def eval_config(min_accuracy: float, max_accuracy_drop: float) -> tfma.EvalConfi
     )
 
 
+def _trainer(
+    config: PipelineConfig,
+    settings: TrainerSettings,
+    transform: tfx.components.Transform,
+    schema: tfx.dsl.Channel,
+    base_model: tfx.dsl.Channel | None = None,
+) -> tfx.components.Trainer:
+    """A Trainer reading ``train`` (fit) and ``validation`` (early stopping, stage choice), never ``test``."""
+    return tfx.components.Trainer(
+        **_user_code(config.user_code, TRAINER_MODULE_FILE, "run_fn"),
+        base_model=base_model,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema,
+        train_args=tfx.proto.TrainArgs(splits=[splits.TRAIN]),
+        eval_args=tfx.proto.EvalArgs(splits=[splits.VALIDATION]),
+        custom_config=settings.model_dump(mode="json"),
+    )
+
+
+def _evaluator(
+    examples: tfx.dsl.Channel, model: tfx.dsl.Channel, baseline: tfx.dsl.Channel, config: tfma.EvalConfig
+) -> tfx.components.Evaluator:
+    """TFMA on the ``test`` split only: data no Trainer read or selected on."""
+    return tfx.components.Evaluator(
+        examples=examples, model=model, baseline_model=baseline, eval_config=config, example_splits=[splits.TEST]
+    )
+
+
 def create_pipeline(
     config: PipelineConfig,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
 ) -> tfx.dsl.Pipeline:
     """Builds the pipeline; pure: no I/O, nothing runs.
+
+    The ExampleGen writes ``train``, ``validation`` and ``test``; the Trainer reads
+    the first two, the Evaluator gates on ``test`` alone. With
+    ``compare_from_scratch``, a second Trainer trains the same model from random
+    weights and a second Evaluator compares the two on ``test``: its blessing says
+    whether transfer beat training from scratch (recorded in MLMD, not a flag).
 
     Args:
       config: The validated pipeline configuration.
@@ -97,21 +135,25 @@ def create_pipeline(
     example_gen = image_example_gen.create_example_gen(
         config.data_root,
         config.input_pattern,
-        config.eval_percent,
+        config.split_percents,
         image_files.IngestLimits(max_pixels=config.max_pixels, min_side=config.min_side),
         config.span,
     )
+    examples = example_gen.outputs["examples"]
     schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_file or DEFAULT_SCHEMA_FILE)
-    statistics_gen = tfx.components.StatisticsGen(
-        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"]
-    )
-    example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
-    )
+    schema = schema_gen.outputs["schema"]
+    statistics_gen = tfx.components.StatisticsGen(examples=examples, schema=schema)
+    example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"], schema=schema)
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"],
-        schema=schema_gen.outputs["schema"],
-        custom_config={"image_size": config.image_size},
+        examples=examples,
+        schema=schema,
+        custom_config=TransformSettings(image_size=config.trainer.image_size).model_dump(),
+        # The label vocabulary sees every split, so every ingested class has its own
+        # index; only train and validation are transformed (the Evaluator reads raw
+        # test examples through the model's transform_features signature).
+        splits_config=tfx.proto.SplitsConfig(
+            analyze=list(splits.SPLIT_NAMES), transform=[splits.TRAIN, splits.VALIDATION]
+        ),
         # Pre-transform statistics repeat StatisticsGen's; post-transform ones describe
         # JPEG bytes. Together they were a third of Transform's time (benchmarks/README.md).
         disable_statistics=not config.transform_statistics,
@@ -122,30 +164,31 @@ def create_pipeline(
         base_model = tfx.dsl.Importer(
             source_uri=config.base_model, artifact_type=tfx.types.standard_artifacts.Model
         ).with_id("base_model_importer")
-    trainer = tfx.components.Trainer(
-        **_user_code(config.user_code, TRAINER_MODULE_FILE, "run_fn"),
-        base_model=base_model.outputs["result"] if base_model else None,
-        examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(splits=["train"]),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config=config.trainer_config(),
-    )
+    trainer = _trainer(config, config.trainer, transform, schema, base_model.outputs["result"] if base_model else None)
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
-    evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"],
-        model=trainer.outputs["model"],
-        baseline_model=model_resolver.outputs["model"],
-        eval_config=eval_config(config.min_accuracy, config.max_accuracy_drop),
+    evaluator = _evaluator(
+        examples,
+        trainer.outputs["model"],
+        model_resolver.outputs["model"],
+        eval_config(config.min_accuracy, config.max_accuracy_drop),
     )
     pusher = atomic_pusher.create_pusher(
         trainer.outputs["model"], evaluator.outputs["blessing"], config.model_push_dir, config.keep_versions
     )
+    comparison = []
+    if config.compare_from_scratch:
+        scratch = _trainer(config, config.trainer.from_scratch_comparison(), transform, schema).with_id(
+            FROM_SCRATCH_TRAINER
+        )
+        # Blessed when the transfer model is no worse than the from-scratch model on test.
+        versus = _evaluator(
+            examples, trainer.outputs["model"], scratch.outputs["model"], eval_config(0.0, 0.0)
+        ).with_id(TRANSFER_VS_SCRATCH_EVALUATOR)
+        comparison = [scratch, versus]
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
@@ -160,6 +203,7 @@ def create_pipeline(
             model_resolver,
             evaluator,
             pusher,
+            *comparison,
         ],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,

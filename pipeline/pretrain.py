@@ -60,9 +60,8 @@ def pretrain_backbone(
     classifier = model_lib.build_classifier(
         backbone, backbone_name, num_classes, dropout=0.2, backbone_inference_mode=False
     )
-    fitted = model_lib.training_model(classifier, augment=False, seed=seed)
-    model_lib.compile_model(fitted, learning_rate)
-    history = fitted.fit(train, validation_data=validation, epochs=epochs, verbose=2)
+    model_lib.compile_model(classifier, learning_rate)
+    history = classifier.fit(train, validation_data=validation, epochs=epochs, verbose=2)
     backbone.save_weights(weights_path)
     logging.info("Saved %s source weights to %s", backbone_name, weights_path)
     return {

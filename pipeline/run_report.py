@@ -12,7 +12,12 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
+from components import image_example_gen
 from components.modules import reports
+from components.modules.settings import TrainingSummary
+from pipeline import evaluation
+from pipeline.evaluation import GateResult
+from pipeline.pipeline import TRANSFER_VS_SCRATCH_EVALUATOR
 
 _STATE_NAMES = {
     metadata_store_pb2.Execution.COMPLETE: "ran",
@@ -21,7 +26,6 @@ _STATE_NAMES = {
     metadata_store_pb2.Execution.RUNNING: "running",
     metadata_store_pb2.Execution.CANCELED: "canceled",
 }
-TRAINING_SUMMARY = reports.SUMMARY_JSON
 
 
 @dataclasses.dataclass
@@ -29,40 +33,82 @@ class RunReport:
     """The outcome of one pipeline run."""
 
     run_id: str
-    component_states: dict[str, str]
-    ingest: dict[str, Any]
-    training: dict[str, Any]
-    blessed: bool | None
-    pushed_to: str | None
-    anomalies: list[str]
-    training_files: list[str] = dataclasses.field(default_factory=list)
+    component_states: dict[str, str] = dataclasses.field(default_factory=dict)
+    ingest: dict[str, Any] = dataclasses.field(default_factory=dict)
+    anomalies: list[str] = dataclasses.field(default_factory=list)
+    training: TrainingSummary | None = None
     training_dir: str = ""
+    training_files: list[str] = dataclasses.field(default_factory=list)
+    gate: GateResult | None = None
+    comparison: GateResult | None = None
+    pushed_to: str | None = None
+
+    @property
+    def blessed(self) -> bool | None:
+        """The gate's verdict (None if the Evaluator did not finish)."""
+        return None if self.gate is None else self.gate.blessed
+
+    @property
+    def negative_transfer(self) -> bool | None:
+        """Whether training from scratch beat the transfer model on test (None: not compared)."""
+        return None if self.comparison is None else not self.comparison.blessed
 
     def format(self) -> str:
         """A short human-readable summary."""
         lines = [f"Pipeline run {self.run_id}"]
         lines.append("  components: " + ", ".join(f"{name} {state}" for name, state in self.component_states.items()))
-        if self.ingest:
-            lines.append(
-                f"  ingest: {self.ingest.get('files_seen')} files seen, {self.ingest.get('ingested')} ingested, "
-                f"{self.ingest.get('rejected')} rejected; per class {self.ingest.get('class_counts')}"
-            )
+        lines += self._ingest_lines()
         if self.anomalies:
             lines.append(f"  data anomalies: {'; '.join(self.anomalies)}")
         if self.training:
             lines.append(
-                f"  eval accuracy: head-only {self.training.get('head_only_eval_accuracy'):.3f}, "
-                f"fine-tuned {_fmt(self.training.get('fine_tuned_eval_accuracy'))}, kept stage {self.training.get('kept_stage')}"
+                f"  validation accuracy: head-only {self.training.head_only_validation_accuracy:.3f}, "
+                f"fine-tuned {_fmt(self.training.fine_tuned_validation_accuracy)}, kept stage {self.training.kept_stage}"
             )
-            if self.training.get("negative_transfer"):
-                lines.append(
-                    f"  NEGATIVE TRANSFER: from scratch reached {self.training['from_scratch_eval_accuracy']:.3f}"
-                )
             lines.append(
                 f"  training reports: {self.training_dir} (learning curves, confusion matrix, TensorBoard logs)"
             )
-        lines.append(f"  blessed: {self.blessed}; pushed to: {self.pushed_to or 'nothing pushed'}")
+        lines += self._gate_lines()
         return "\n".join(lines)
+
+    def _ingest_lines(self) -> list[str]:
+        if not self.ingest:
+            return []
+        ingest = self.ingest
+        lines = [
+            f"  ingest: {ingest['files_seen']} files seen, {ingest['ingested']} ingested, {ingest['rejected']} rejected"
+            + (f" {ingest['rejected_by_reason']}" if ingest["rejected"] else "")
+            + f"; per class {ingest['class_counts']}",
+            "  splits: " + ", ".join(f"{name} {count}" for name, count in ingest["split_counts"].items()),
+        ]
+        lines += [f"  split warning: {note}" for note in ingest["notes"]]
+        return lines
+
+    def _gate_lines(self) -> list[str]:
+        lines = []
+        if self.gate is not None:
+            served = _fmt(self.gate.baseline_accuracy) if self.gate.baseline_accuracy is not None else "none yet"
+            lines.append(
+                f"  test accuracy (gate, {self.gate.test_examples} held-out images): candidate "
+                f"{_fmt(self.gate.candidate_accuracy)}, served model {served}"
+            )
+        if self.comparison is not None:
+            verdict = "NEGATIVE TRANSFER: from scratch did better" if self.negative_transfer else "transfer did better"
+            lines.append(
+                f"  transfer vs from scratch on test: {_fmt(self.comparison.candidate_accuracy)} vs "
+                f"{_fmt(self.comparison.baseline_accuracy)} ({verdict})"
+            )
+        if self.gate is not None and not self.gate.blessed:
+            lines.append(f"  not blessed: {'; '.join(self.gate.reasons) or 'no reason recorded'}")
+        lines.append(f"  blessed: {self.blessed}; pushed to: {self._pushed_text()}")
+        return lines
+
+    def _pushed_text(self) -> str:
+        if not self.pushed_to:
+            return "nothing pushed"
+        if not tf.io.gfile.exists(self.pushed_to):
+            return f"{self.pushed_to} (MISSING on disk: the serving directory and MLMD disagree)"
+        return self.pushed_to
 
 
 def _fmt(value: float | None) -> str:
@@ -128,27 +174,37 @@ def read_run_report(metadata_path: str, pipeline_name: str) -> RunReport:
     store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path))
     run = _latest_run_context(store, pipeline_name)
     executions = sorted(store.get_executions_by_context(run.id), key=lambda execution: execution.id)
-    report = RunReport(run.name, {}, {}, {}, None, None, [])
+    report = RunReport(run.name)
+    outputs: dict[str, dict[str, metadata_store_pb2.Artifact]] = {}
     for execution in executions:
         node = _node_name(store, execution)
         report.component_states[node] = _STATE_NAMES.get(execution.last_known_state, "unknown")
         for artifact in _outputs(store, execution.id):
             type_name = store.get_artifact_types_by_id([artifact.type_id])[0].name
-            _add_artifact(report, type_name, artifact)
+            outputs.setdefault(node, {})[type_name] = artifact
+    _add_outputs(report, outputs)
     return report
 
 
-def _add_artifact(report: RunReport, type_name: str, artifact: metadata_store_pb2.Artifact) -> None:
-    if type_name == "Examples" and _custom(artifact, "files_seen") is not None:
-        report.ingest = _read_json(os.path.join(artifact.uri, "ingest_report", "summary.json"))
-        report.ingest["report_dir"] = os.path.join(artifact.uri, "ingest_report")
-    elif type_name == "ModelRun":
-        report.training = _read_json(os.path.join(artifact.uri, TRAINING_SUMMARY))
-        report.training_dir = artifact.uri
-        report.training_files = sorted(name.rstrip("/") for name in tf.io.gfile.listdir(artifact.uri))
-    elif type_name == "ModelBlessing":
-        report.blessed = bool(_custom(artifact, "blessed"))
-    elif type_name == "PushedModel" and _custom(artifact, "pushed"):
-        report.pushed_to = _custom(artifact, "pushed_destination")
-    elif type_name == "ExampleAnomalies":
-        report.anomalies = _anomalies(artifact.uri)
+def _add_outputs(report: RunReport, outputs: dict[str, dict[str, metadata_store_pb2.Artifact]]) -> None:
+    for node, artifacts in outputs.items():
+        if "Examples" in artifacts and _custom(artifacts["Examples"], "files_seen") is not None:
+            report_dir = os.path.join(artifacts["Examples"].uri, image_example_gen.REPORT_DIR)
+            report.ingest = _read_json(os.path.join(report_dir, image_example_gen.REPORT_SUMMARY))
+            report.ingest["report_dir"] = report_dir
+        if "ExampleAnomalies" in artifacts:
+            report.anomalies = _anomalies(artifacts["ExampleAnomalies"].uri)
+        if node == "Trainer" and "ModelRun" in artifacts:
+            report.training_dir = artifacts["ModelRun"].uri
+            report.training = reports.read_summary(report.training_dir)
+            report.training_files = sorted(name.rstrip("/") for name in tf.io.gfile.listdir(report.training_dir))
+        if "ModelBlessing" in artifacts and "ModelEvaluation" in artifacts:
+            gate = evaluation.read_gate(
+                artifacts["ModelEvaluation"].uri, bool(_custom(artifacts["ModelBlessing"], "blessed"))
+            )
+            if node == TRANSFER_VS_SCRATCH_EVALUATOR:
+                report.comparison = gate
+            else:
+                report.gate = gate
+        if "PushedModel" in artifacts and _custom(artifacts["PushedModel"], "pushed"):
+            report.pushed_to = _custom(artifacts["PushedModel"], "pushed_destination")

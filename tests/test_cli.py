@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 
+import yaml
 from click.testing import CliRunner
 
 from pipeline import cli
+from pipeline import config as config_lib
 from tests.helpers import encode, solid, write
 
 
@@ -14,11 +16,35 @@ def _run(*args: str) -> object:
     return CliRunner().invoke(cli.main, list(args))
 
 
-def test_every_config_field_is_a_flag() -> None:
+def test_every_config_field_is_a_flag_with_its_description() -> None:
     result = _run("run", "--help")
     assert result.exit_code == 0
-    for flag in ("--data-root", "--image-size", "--stage2-learning-rate", "--no-augment", "--beam-arg", "--runner"):
-        assert flag in result.output
+    for key, field in config_lib.flag_fields():
+        flag = "--beam-arg" if key == "beam_args" else f"--{cli._flag_name(key)}"
+        assert flag in result.output, key
+        first_words = " ".join(field.description.split()[:3])
+        assert first_words in " ".join(result.output.split()), key
+    # Enumerations list their values; sections group the flags.
+    assert "--backbone [MobileNetV2|MobileNetV3Small|" in result.output
+    assert "--augmentation-flip [none|horizontal|vertical|both]" in result.output
+    for section in ("Data and splits:", "Gate and serving:", "Training (trainer:", "Augmentation (trainer."):
+        assert section in result.output
+
+
+def test_config_show_prints_the_effective_config(tmp_path: object) -> None:
+    path = os.path.join(str(tmp_path), "config.yaml")
+    with open(path, "w") as handle:
+        handle.write("data_root: /images\ntrainer:\n  image_size: 128\n  stage1_epochs: 3\n")
+    result = _run("config", "show", "--config", path, "--image-size", "96", "--augmentation-flip", "vertical")
+    assert result.exit_code == 0, result.output
+    shown = yaml.safe_load(result.output)
+    assert shown["data_root"] == "/images" and shown["test_percent"] == 15
+    assert (shown["trainer"]["image_size"], shown["trainer"]["stage1_epochs"]) == (96, 3)
+    assert shown["trainer"]["augmentation"]["flip"] == "vertical"
+    result = _run("config", "show", "--data-root", "/d", "--no-augmentation")
+    assert yaml.safe_load(result.output)["trainer"]["augmentation"]["zoom"] == 0.0
+    result = _run("config", "show", "--data-root", "/d", "--backbone", "Xception", "--image-size", "64")
+    assert result.exit_code == 1 and "Xception needs image_size >= 71" in result.output
 
 
 def test_run_fails_fast_on_a_data_root_without_images(tmp_path: object) -> None:
@@ -37,11 +63,32 @@ def test_run_rejects_bad_values_and_missing_weights(tmp_path: object) -> None:
     write(os.path.join(data, "a", "1.png"), encode(solid((1, 2, 3)), "PNG"))
     write(os.path.join(data, "b", "1.png"), encode(solid((3, 2, 1)), "PNG"))
     result = _run("run", "--data-root", data, "--min-accuracy", "2")
-    assert result.exit_code == 1 and "min_accuracy must be in [0, 1]" in result.output
+    assert result.exit_code == 1 and "min_accuracy: Input should be less than or equal to 1" in result.output
     result = _run("run", "--data-root", data, "--weights", "/missing/backbone.weights.h5")
     assert result.exit_code == 1 and "Weights file not found: /missing/backbone.weights.h5" in result.output
     result = _run("run", "--data-root", data, "--backbone", "AlexNet")
-    assert result.exit_code == 1 and "Unknown backbone" in result.output
+    assert result.exit_code == 2 and "'AlexNet' is not one of" in result.output
+
+
+def test_preflight_catches_wrong_weights_and_unwritable_folders_before_any_work(tmp_path: object) -> None:
+    from components.modules import model as model_lib
+
+    data = os.path.join(str(tmp_path), "data")
+    for label in ("a", "b"):
+        write(os.path.join(data, label, "1.png"), encode(solid((1, 2, 3)), "PNG"))
+    weights = os.path.join(str(tmp_path), "wide.weights.h5")
+    model_lib.build_backbone("MobileNetV2", 32, "none", alpha=0.5).save_weights(weights)
+    pipeline_root = os.path.join(str(tmp_path), "tfx_root")
+    common = ["run", "--data-root", data, "--pipeline-root", pipeline_root, "--image-size", "32"]
+    result = _run(*common, "--weights", weights, "--backbone-alpha", "0.35")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    error = result.output.strip().splitlines()[-1]  # the error is one line (logged progress comes before it)
+    assert error.startswith("Error: Weights file") and "made for another architecture" in error
+    assert "backbone_alpha=0.35" in error
+    blocker = write(os.path.join(str(tmp_path), "a_file"), b"x")
+    result = _run(*common, "--weights", "none", "--serving-dir", os.path.join(blocker, "serving"))
+    assert result.exit_code == 1 and f"Cannot create {os.path.join(blocker, 'serving')!r}" in result.output
+    assert not os.path.exists(pipeline_root)
 
 
 def test_run_refuses_a_single_class(tmp_path: object) -> None:

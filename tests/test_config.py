@@ -7,43 +7,56 @@ import re
 
 import pytest
 
+from components.modules.settings import TrainerSettings
 from pipeline import config as config_lib
 
 
 def test_defaults_and_derived_paths() -> None:
     config = config_lib.build_config({"data_root": "/data"})
-    assert config.image_size == 224
-    assert config.backbone == "MobileNetV2"
-    assert config.weights == "imagenet" and config.weights_kind == "imagenet"
+    assert config.trainer.image_size == 224
+    assert config.trainer.backbone == "MobileNetV2"
+    assert config.trainer.weights == "imagenet" and config.trainer.weights_kind == "imagenet"
     assert config.metadata_path == "tfx_root/metadata.sqlite"
     assert config.model_push_dir == "serving/image_classifier"
+    assert config.split_percents.as_dict() == {"train": 70, "validation": 15, "test": 15}
+    # The default augmentation keeps orientation: no flips, no rotation.
+    augmentation = config.trainer.augmentation
+    assert (augmentation.flip, augmentation.rotation) == ("none", 0.0) and augmentation.enabled
 
 
 def test_file_then_flags_override(tmp_path: object) -> None:
     path = f"{tmp_path}/config.yaml"
     with open(path, "w") as handle:
-        handle.write("data_root: /images\nimage_size: 128\nstage1_epochs: 3\naugment: false\n")
-    config = config_lib.load_config(path, {"image_size": 96, "stage2_epochs": None})
-    assert (config.data_root, config.image_size, config.stage1_epochs, config.augment) == ("/images", 96, 3, False)
-    assert config.stage2_epochs == 5  # None (unset flag) keeps the default
+        handle.write("data_root: /images\ntrainer:\n  image_size: 128\n  stage1_epochs: 3\n  augmentation: none\n")
+    config = config_lib.load_config(path, {"trainer.image_size": 96, "trainer.stage2_epochs": None})
+    assert (config.data_root, config.trainer.image_size, config.trainer.stage1_epochs) == ("/images", 96, 3)
+    assert not config.trainer.augmentation.enabled
+    assert config.trainer.stage2_epochs == 5  # None (unset flag) keeps the default
 
 
 def test_json_file_and_dash_keys(tmp_path: object) -> None:
     path = f"{tmp_path}/config.json"
     with open(path, "w") as handle:
         json.dump(
-            {"data-root": "/d", "weights": "/w/backbone.weights.h5", "beam_args": ["--direct_num_workers=2"]}, handle
+            {
+                "data-root": "/d",
+                "trainer": {"weights": "/w/backbone.weights.h5", "augmentation": {"flip": "vertical"}},
+                "beam_args": ["--direct_num_workers=2"],
+            },
+            handle,
         )
     config = config_lib.load_config(path, {})
-    assert config.weights_kind == "file"
+    assert config.trainer.weights_kind == "file"
+    assert config.trainer.augmentation.flip == "vertical"
     assert config.beam_args == ("--direct_num_workers=2",)
 
 
-def test_trainer_config_is_json_serialisable() -> None:
-    config = config_lib.build_config({"data_root": "/d", "weights": "none"})
-    trainer_config = config.trainer_config()
-    assert json.loads(json.dumps(trainer_config)) == trainer_config
-    assert trainer_config["weights"] == "none" and trainer_config["top_k"] == 5
+def test_trainer_settings_round_trip_through_custom_config() -> None:
+    config = config_lib.build_config({"data_root": "/d", "trainer": {"weights": "none", "top_k": 3}})
+    custom_config = json.loads(json.dumps(config.trainer.model_dump(mode="json")))
+    assert TrainerSettings.model_validate(custom_config) == config.trainer
+    scratch = config.trainer.from_scratch_comparison()
+    assert (scratch.weights, scratch.stage1_epochs, scratch.stage2_epochs) == ("none", 10, 0)
 
 
 @pytest.mark.parametrize(
@@ -51,13 +64,21 @@ def test_trainer_config_is_json_serialisable() -> None:
     [
         ({}, "data_root is required"),
         ({"data_root": "/d", "imgsize": 3}, "Unknown config key 'imgsize'"),
-        ({"data_root": "/d", "image_size": "big"}, "image_size must be of type int"),
-        ({"data_root": "/d", "image_size": 16}, "image_size must be in [32, 1024]"),
-        ({"data_root": "/d", "min_accuracy": 1.5}, "min_accuracy must be in [0, 1]"),
-        ({"data_root": "/d", "runner": "spark"}, "Unknown runner"),
-        ({"data_root": "/d", "pipeline_name": "My_Pipeline"}, "pipeline_name must match"),
-        ({"data_root": "/d", "augment": "maybe"}, "augment must be of type bool"),
-        ({"data_root": "/d", "stage1_learning_rate": 0}, "stage1_learning_rate must be in (0, 1)"),
+        ({"data_root": "/d", "image_size": 96}, "'image_size' is a Trainer setting: put it under 'trainer:'"),
+        ({"data_root": "/d", "eval_percent": 20}, "'eval_percent' was replaced by validation_percent and test_percent"),
+        ({"data_root": "/d", "trainer": {"image_size": "big"}}, "trainer.image_size: Input should be a valid integer"),
+        ({"data_root": "/d", "trainer": {"image_size": 16}}, "trainer.image_size: Input should be greater than"),
+        ({"data_root": "/d", "trainer": {"backbone": "Xception", "image_size": 64}}, "Xception needs image_size >= 71"),
+        ({"data_root": "/d", "trainer": {"backbone": "AlexNet"}}, "trainer.backbone: Input should be 'MobileNetV2'"),
+        ({"data_root": "/d", "trainer": {"augmentation": {"flip": "upside"}}}, "trainer.augmentation.flip"),
+        ({"data_root": "/d", "min_accuracy": 1.5}, "min_accuracy: Input should be less than or equal to 1"),
+        ({"data_root": "/d", "runner": "spark"}, "runner: Input should be 'local' or 'beam'"),
+        ({"data_root": "/d", "pipeline_name": "My_Pipeline"}, "pipeline_name: String should match pattern"),
+        ({"data_root": "/d", "enable_cache": "maybe"}, "enable_cache: Input should be a valid boolean"),
+        ({"data_root": "/d", "trainer": {"stage1_learning_rate": 0}}, "stage1_learning_rate: Input should be greater"),
+        ({"data_root": "/d", "validation_percent": 45}, "validation_percent must be in [1, 40]"),
+        ({"data_root": "/d", "validation_percent": 30, "test_percent": 30}, "leave 40% for training"),
+        ({"data_root": "/d", "trainer": {"weights": "base_model"}}, "weights=base_model and base_model="),
     ],
 )
 def test_errors_name_the_value(values: dict, message: str) -> None:

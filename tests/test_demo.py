@@ -47,5 +47,5 @@ def test_shipped_source_weights_fit_the_demo_backbone(tmp_path: object) -> None:
 
 def test_demo_config_is_valid(tmp_path: object) -> None:
     config = demo.demo_config(str(tmp_path), demo.SHIPPED_WEIGHTS)
-    assert config.weights_kind == "file" and config.image_size == demo.IMAGE_SIZE
+    assert config.trainer.weights_kind == "file" and config.trainer.image_size == demo.IMAGE_SIZE
     assert config.data_root == os.path.join(str(tmp_path), "data")

@@ -9,13 +9,15 @@ import os
 import tensorflow as tf
 from tfx.types import standard_artifacts
 
-from components import image_example_gen, image_files
+from components import image_example_gen, image_files, splits
 from components.modules import features
 from tests.helpers import encode, solid, write
 
 
 def _run_executor(data_root: str, output_uri: str) -> standard_artifacts.Examples:
-    return image_example_gen.run_executor(data_root, output_uri, 30, image_files.IngestLimits(min_side=8))
+    return image_example_gen.run_executor(
+        data_root, output_uri, splits.SplitPercents(validation=15, test=15), image_files.IngestLimits(min_side=8)
+    )
 
 
 def _read_split(uri: str, split: str) -> list[tf.train.Example]:
@@ -53,12 +55,15 @@ def test_every_file_is_ingested_or_rejected_with_a_reason(tmp_path: object) -> N
     bad = _make_folder(root)
     examples = _run_executor(root, os.path.join(str(tmp_path), "out"))
 
-    train, evaluation = _read_split(examples.uri, "train"), _read_split(examples.uri, "eval")
-    ingested = train + evaluation
-    assert len(ingested) == 12 and train and evaluation
+    by_split = {name: _read_split(examples.uri, name) for name in splits.SPLIT_NAMES}
+    ingested = [example for examples_of_split in by_split.values() for example in examples_of_split]
+    assert len(ingested) == 12
     assert collections.Counter(_value(e, features.LABEL_KEY) for e in ingested) == {b"red": 6, b"blue": 6}
-    paths = {_value(e, features.PATH_KEY).decode() for e in ingested}
-    assert paths == {f"red/r{i}.jpg" for i in range(6)} | {f"blue/b{i}.png" for i in range(6)}
+    paths = [_value(e, features.PATH_KEY).decode() for e in ingested]
+    # Every image in exactly one split, and each class (6 images) in all three.
+    assert sorted(paths) == sorted([f"red/r{i}.jpg" for i in range(6)] + [f"blue/b{i}.png" for i in range(6)])
+    for name, examples_of_split in by_split.items():
+        assert {_value(e, features.LABEL_KEY) for e in examples_of_split} == {b"red", b"blue"}, name
     # The stored bytes decode to the original image.
     first = next(e for e in ingested if _value(e, features.PATH_KEY) == b"blue/b0.png")
     assert _value(first, features.IMAGE_KEY) == encode(solid((20, 20, 220)), "PNG")
@@ -68,6 +73,9 @@ def test_every_file_is_ingested_or_rejected_with_a_reason(tmp_path: object) -> N
         summary = json.load(handle)
     assert summary["files_seen"] == 12 + len(bad) == summary["ingested"] + summary["rejected"]
     assert summary["class_counts"] == {"blue": 6, "red": 6}
+    assert summary["split_counts"] == {name: len(by_split[name]) for name in splits.SPLIT_NAMES}
+    assert sum(summary["split_counts"].values()) == summary["ingested"]
+    assert summary["notes"] == []
     with open(os.path.join(report_dir, image_example_gen.REPORT_FILES)) as handle:
         rejected = {r["path"]: r["reason"] for r in map(json.loads, handle) if r["status"] == "rejected"}
     assert rejected == {
@@ -84,9 +92,18 @@ def test_every_file_is_ingested_or_rejected_with_a_reason(tmp_path: object) -> N
     assert examples.get_int_custom_property("rejected") == len(bad)
 
 
-def test_split_is_deterministic(tmp_path: object) -> None:
+def test_split_is_deterministic_and_a_small_class_is_reported(tmp_path: object) -> None:
     root = os.path.join(str(tmp_path), "data")
     _make_folder(root)
+    write(os.path.join(root, "green", "g0.png"), encode(solid((20, 220, 20)), "PNG"))
     runs = [_run_executor(root, os.path.join(str(tmp_path), f"out{i}")) for i in range(2)]
-    eval_paths = [{_value(e, features.PATH_KEY) for e in _read_split(run.uri, "eval")} for run in runs]
-    assert eval_paths[0] == eval_paths[1]
+    for name in splits.SPLIT_NAMES:
+        paths = [{_value(e, features.PATH_KEY) for e in _read_split(run.uri, name)} for run in runs]
+        assert paths[0] == paths[1], name
+    with open(os.path.join(runs[0].uri, image_example_gen.REPORT_DIR, image_example_gen.REPORT_SUMMARY)) as handle:
+        summary = json.load(handle)
+    assert summary["class_split_counts"]["green"] == {"train": 1, "validation": 0, "test": 0}
+    assert summary["notes"] == [
+        "class 'green' has no validation images (1 ingested)",
+        "class 'green' has no test images (1 ingested)",
+    ]

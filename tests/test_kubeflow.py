@@ -73,7 +73,7 @@ def test_parameters_come_from_the_config_and_code_from_the_image(compiled: dict)
     spec = compiled["spec"]
     config = load_config(CONFIG, {})
     trainer_config = json.loads(_parameter(spec, "Trainer", "custom_config"))
-    assert trainer_config == json.loads(json.dumps(config.trainer_config()))
+    assert trainer_config == json.loads(json.dumps(config.trainer.model_dump(mode="json")))
     assert _parameter(spec, "Trainer", "run_fn") == "components.modules.trainer.run_fn"
     assert _parameter(spec, "Transform", "preprocessing_fn") == "components.modules.transform.preprocessing_fn"
     tasks = spec["root"]["dag"]["tasks"]
@@ -84,6 +84,15 @@ def test_parameters_come_from_the_config_and_code_from_the_image(compiled: dict)
     assert _parameter(spec, "ImportSchemaGen", "schema_file") == "/app/schemas/schema.pbtxt"
     assert spec["sdkVersion"] == "tfx-1.16.0"
     assert not any(path in compiled["text"] for path in (os.path.abspath(ROOT), "/tmp/"))
+
+
+def test_trainer_reads_train_and_validation_and_the_evaluator_only_test(compiled: dict) -> None:
+    spec = compiled["spec"]
+    assert json.loads(_parameter(spec, "Trainer", "train_args")) == {"splits": ["train"]}
+    assert json.loads(_parameter(spec, "Trainer", "eval_args")) == {"splits": ["validation"]}
+    assert json.loads(_parameter(spec, "Evaluator", "example_splits")) == ["test"]
+    splits = json.loads(_parameter(spec, "FileBasedExampleGen", "output_config"))["split_config"]["splits"]
+    assert [split["name"] for split in splits] == ["train", "validation", "test"]
 
 
 def test_json_output_is_a_pipeline_job(tmp_path: object) -> None:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from components.modules import model as model_lib
+from components.modules.settings import BACKBONES, AugmentationSettings, TrainerSettings
 
 SIZE = 32
 
@@ -31,18 +32,37 @@ FAMILY_REPRESENTATIVES = [
 ]
 
 
-def test_every_registered_backbone_builds_with_its_preprocessing() -> None:
-    for name, spec in model_lib.BACKBONES.items():
+# Each family's own preprocess_input, to check the model applies the right one.
+FAMILY_PREPROCESS = {
+    "MobileNetV2": keras.applications.mobilenet_v2.preprocess_input,
+    "MobileNetV3Small": keras.applications.mobilenet_v3.preprocess_input,
+    "MobileNetV3Large": keras.applications.mobilenet_v3.preprocess_input,
+    "EfficientNetB0": keras.applications.efficientnet.preprocess_input,
+    "EfficientNetB1": keras.applications.efficientnet.preprocess_input,
+    "EfficientNetB2": keras.applications.efficientnet.preprocess_input,
+    "EfficientNetB3": keras.applications.efficientnet.preprocess_input,
+    "ResNet50": keras.applications.resnet50.preprocess_input,
+    "ResNet50V2": keras.applications.resnet_v2.preprocess_input,
+    "Xception": keras.applications.xception.preprocess_input,
+    "VGG16": keras.applications.vgg16.preprocess_input,
+}
+
+
+def test_every_registered_backbone_builds_with_its_family_preprocessing() -> None:
+    assert set(FAMILY_PREPROCESS) == set(BACKBONES) == set(model_lib.PREPROCESSING)
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    for name, info in BACKBONES.items():
         classifier = model_lib.build_classifier(
-            model_lib.build_backbone(name, spec.min_size, "none"), name, num_classes=3, dropout=0.0
+            model_lib.build_backbone(name, info.min_size, "none"), name, num_classes=3, dropout=0.0
         )
         assert classifier.output_shape == (None, 3), name
-        assert classifier.get_layer("preprocess") is not None
+        ours = np.array(classifier.get_layer("preprocess")(pixels))
+        np.testing.assert_allclose(ours, np.array(FAMILY_PREPROCESS[name](pixels.copy())), atol=1e-4, err_msg=name)
 
 
 @pytest.mark.parametrize("name", FAMILY_REPRESENTATIVES)
 def test_each_backbone_family_trains_a_step_and_outputs_probabilities(name: str) -> None:
-    size = model_lib.BACKBONES[name].min_size
+    size = BACKBONES[name].min_size
     backbone = model_lib.build_backbone(name, size, "none")
     classifier = model_lib.build_classifier(backbone, name, num_classes=4, dropout=0.0)
     model_lib.freeze_backbone(classifier)
@@ -66,8 +86,8 @@ def test_stage1_trains_only_the_head() -> None:
 def test_stage2_unfreezes_top_layers_but_not_batchnorm() -> None:
     classifier = _classifier()
     model_lib.freeze_backbone(classifier)
-    names = model_lib.unfreeze_top_layers(classifier, num_layers=10)
     backbone = _backbone(classifier)
+    names = model_lib.unfreeze_from(classifier, len(backbone.layers) - 10)
     top = backbone.layers[-10:]
     assert names == [
         layer.name for layer in top if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)
@@ -83,7 +103,7 @@ def test_stage2_unfreezes_top_layers_but_not_batchnorm() -> None:
 
 def test_backbone_runs_in_inference_mode_when_transferring() -> None:
     classifier = _classifier()
-    model_lib.unfreeze_top_layers(classifier, num_layers=200)
+    model_lib.unfreeze_from(classifier, 0)
     batchnorm = next(
         layer for layer in _backbone(classifier).layers if isinstance(layer, keras.layers.BatchNormalization)
     )
@@ -115,10 +135,7 @@ def test_weights_errors_are_clear(tmp_path: object, monkeypatch: pytest.MonkeyPa
     def offline(**_: object) -> keras.Model:
         raise Exception("URL fetch failure: Name or service not known")  # what Keras raises offline
 
-    spec = model_lib.BACKBONES["MobileNetV2"]
-    monkeypatch.setitem(
-        model_lib.BACKBONES, "MobileNetV2", model_lib.BackboneSpec(offline, spec.preprocessing, 32, True)
-    )
+    monkeypatch.setattr(keras.applications, "MobileNetV2", offline)
     with pytest.raises(model_lib.WeightsError, match="--weights /path/to/backbone.weights.h5"):
         model_lib.build_backbone("MobileNetV2", SIZE, "imagenet")
 
@@ -134,11 +151,43 @@ def test_argument_errors() -> None:
 
 def test_training_model_shares_weights_and_augments_only_in_training() -> None:
     classifier = _classifier()
-    fitted = model_lib.training_model(classifier, augment=True, seed=0)
+    fitted = model_lib.training_model(classifier, AugmentationSettings(flip="both", rotation=0.2), seed=0)
     assert {id(w) for w in classifier.weights} <= {id(w) for w in fitted.weights}
     images = np.random.default_rng(2).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
     np.testing.assert_allclose(fitted(images, training=False), classifier(images, training=False), atol=1e-6)
     assert "augmentation" not in [layer.name for layer in classifier.layers]
+    assert model_lib.training_model(classifier, AugmentationSettings.model_validate("none"), seed=0) is classifier
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"flip": "horizontal", "zoom": 0, "translation": 0}, {"flip": ("horizontal",)}),
+        ({"flip": "vertical", "zoom": 0, "translation": 0}, {"flip": ("vertical",)}),
+        ({"flip": "both", "zoom": 0, "translation": 0}, {"flip": ("horizontal_and_vertical",)}),
+        ({"rotation": 0.25, "zoom": 0, "translation": 0}, {"rotation": (0.25,)}),
+        ({"zoom": 0.3, "translation": 0}, {"zoom": (0.3,)}),
+        ({"zoom": 0, "translation": 0.2}, {"translation": (0.2, 0.2)}),
+        ({"zoom": 0, "translation": 0, "contrast": 0.4}, {"contrast": (0.4,)}),
+        ({"zoom": 0, "translation": 0, "brightness": 0.3}, {"brightness": (0.3,)}),
+        ({}, {"zoom": (0.1,), "translation": (0.1, 0.1)}),  # the default keeps orientation
+    ],
+)
+def test_each_augmentation_option_builds_its_layer(settings: dict, expected: dict) -> None:
+    layer = model_lib.augmentation(AugmentationSettings.model_validate(settings), seed=0)
+    strengths = {
+        "flip": lambda sub: (sub.mode,),
+        "rotation": lambda sub: (sub.factor[1],),
+        "zoom": lambda sub: (sub.height_factor,),
+        "translation": lambda sub: (sub.height_factor, sub.width_factor),
+        "contrast": lambda sub: (sub.factor[1],),
+        "brightness": lambda sub: (sub.factor[1],),
+    }
+    assert {sub.name: strengths[sub.name](sub) for sub in layer.layers} == expected
+    images = np.full((2, SIZE, SIZE, 3), 100.0, "float32")
+    images[:, : SIZE // 2, : SIZE // 2] = 200.0  # a bright quadrant: every operation changes the image
+    assert not np.allclose(np.array(layer(images, training=True)), images)
+    np.testing.assert_array_equal(np.array(layer(images, training=False)), images)
 
 
 def test_blocks_follow_the_architecture() -> None:
@@ -153,14 +202,13 @@ def test_blocks_follow_the_architecture() -> None:
 def test_fine_tune_plans() -> None:
     backbone = _backbone(_classifier())
     count = len(backbone.layers)
-    config = {"stage2_epochs": 5, "fine_tune_layers": 10, "fine_tune_fraction": 0.25, "epochs_per_block": 2}
-    assert model_lib.fine_tune_plan(backbone, "top_n", config) == [(count - 10, 5)]
-    assert model_lib.fine_tune_plan(backbone, "fraction", config) == [(count - round(0.25 * count), 5)]
-    plan = model_lib.fine_tune_plan(backbone, "progressive", config)
+    settings = TrainerSettings(stage2_epochs=5, fine_tune_layers=10, fine_tune_fraction=0.25, epochs_per_block=2)
+    assert model_lib.fine_tune_plan(backbone, settings) == [(count - 10, 5)]
+    fraction = settings.model_copy(update={"fine_tune_schedule": "fraction"})
+    assert model_lib.fine_tune_plan(backbone, fraction) == [(count - round(0.25 * count), 5)]
+    plan = model_lib.fine_tune_plan(backbone, settings.model_copy(update={"fine_tune_schedule": "progressive"}))
     blocks = model_lib.layer_blocks(backbone)
     assert plan == [(blocks[-1][0], 2), (blocks[-2][0], 2), (blocks[-3][0], 1)]
-    with pytest.raises(ValueError, match="Unknown fine-tuning schedule"):
-        model_lib.fine_tune_plan(backbone, "all_at_once", config)
 
 
 def test_weights_from_a_uri_are_copied_locally(tmp_path: object) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pipeline import pipeline
@@ -9,15 +11,17 @@ from pipeline.config import build_config
 
 
 def _components(**values: object) -> dict:
-    config = build_config({"data_root": "/data/images", "weights": "none", **values})
+    config = build_config({"data_root": "/data/images", "trainer": {"weights": "none"}, **values})
     built = pipeline.create_pipeline(config)
     return {component.id: component for component in built.components}
 
 
+def _upstream(components: dict) -> dict[str, set[str]]:
+    return {name: {node.id for node in component.upstream_nodes} for name, component in components.items()}
+
+
 def test_components_and_their_inputs() -> None:
-    components = _components()
-    upstream = {name: {node.id for node in component.upstream_nodes} for name, component in components.items()}
-    assert upstream == {
+    assert _upstream(_components()) == {
         "FileBasedExampleGen": set(),
         "ImportSchemaGen": set(),
         "latest_blessed_model_resolver": set(),
@@ -28,6 +32,42 @@ def test_components_and_their_inputs() -> None:
         "Evaluator": {"FileBasedExampleGen", "Trainer", "latest_blessed_model_resolver"},
         "Pusher": {"Trainer", "Evaluator"},
     }
+
+
+def test_trainers_read_train_and_validation_and_evaluators_only_test() -> None:
+    components = _components(compare_from_scratch=True, validation_percent=10, test_percent=25)
+    output_config = json.loads(components["FileBasedExampleGen"].exec_properties["output_config"])
+    assert {split["name"]: split["hash_buckets"] for split in output_config["split_config"]["splits"]} == {
+        "train": 65,
+        "validation": 10,
+        "test": 25,
+    }
+    for trainer in ("Trainer", pipeline.FROM_SCRATCH_TRAINER):
+        properties = components[trainer].exec_properties
+        assert json.loads(properties["train_args"])["splits"] == ["train"]
+        assert json.loads(properties["eval_args"])["splits"] == ["validation"]
+    for evaluator in ("Evaluator", pipeline.TRANSFER_VS_SCRATCH_EVALUATOR):
+        assert json.loads(components[evaluator].exec_properties["example_splits"]) == ["test"]
+    splits_config = json.loads(components["Transform"].exec_properties["splits_config"])
+    assert splits_config == {"analyze": ["train", "validation", "test"], "transform": ["train", "validation"]}
+
+
+def test_from_scratch_comparison_is_its_own_trainer_and_evaluator() -> None:
+    components = _components(compare_from_scratch=True, trainer={"weights": "imagenet", "stage2_epochs": 4})
+    upstream = _upstream(components)
+    assert upstream[pipeline.FROM_SCRATCH_TRAINER] == {"Transform", "ImportSchemaGen"}
+    assert upstream[pipeline.TRANSFER_VS_SCRATCH_EVALUATOR] == {
+        "FileBasedExampleGen",
+        "Trainer",
+        pipeline.FROM_SCRATCH_TRAINER,
+    }
+    scratch = json.loads(components[pipeline.FROM_SCRATCH_TRAINER].exec_properties["custom_config"])
+    transfer = json.loads(components["Trainer"].exec_properties["custom_config"])
+    assert (scratch["weights"], scratch["stage1_epochs"], scratch["stage2_epochs"]) == ("none", 9, 0)
+    assert transfer["weights"] == "imagenet"
+    # The comparison does not gate the push.
+    assert upstream["Pusher"] == {"Trainer", "Evaluator"}
+    assert pipeline.FROM_SCRATCH_TRAINER not in _components()
 
 
 @pytest.mark.parametrize("enabled", [False, True])

@@ -11,29 +11,42 @@ from click.testing import CliRunner
 from ml_metadata import metadata_store
 from tfx import v1 as tfx
 
+from components import splits
 from components.modules import model as model_lib
-from pipeline import cli, local_runner
+from pipeline import cli, local_runner, pipeline
 from pipeline.config import PipelineConfig, build_config
 from tests.helpers import encode, noise_folder, solid, write
 
 pytestmark = pytest.mark.slow
 
 
-def _config(root: str, **overrides: object) -> PipelineConfig:
+def _config(root: str, trainer: dict | None = None, **overrides: object) -> PipelineConfig:
     values = {
         "data_root": os.path.join(root, "data"),
         "pipeline_root": os.path.join(root, "tfx_root"),
         "serving_dir": os.path.join(root, "serving"),
-        "image_size": 32,
-        "weights": "none",
-        "stage1_epochs": 1,
-        "stage2_epochs": 0,
-        "batch_size": 8,
-        "eval_percent": 40,
+        "validation_percent": 20,
+        "test_percent": 20,
         "min_accuracy": 0.0,
+        "trainer": {"image_size": 32, "weights": "none", "stage1_epochs": 1, "stage2_epochs": 0, "batch_size": 8},
     }
     values.update(overrides)
+    values["trainer"].update(trainer or {})
     return build_config(values)
+
+
+def _count_records(examples_uri: str, split: str) -> int:
+    files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
+    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+
+
+def _rare_class_only_in_test(data_root: str) -> None:
+    """Class 'rare': two images, and the one assigned to train is truncated, so only its test image is ingested."""
+    images = {name: encode(solid((250, 250, index * 100)), "PNG") for index, name in enumerate(("r0.png", "r1.png"))}
+    assignment = splits.assign([(f"rare/{name}", "rare") for name in images], splits.SplitPercents(20, 20))
+    for name, data in images.items():
+        train = assignment.split_of[f"rare/{name}"] == splits.TRAIN
+        write(os.path.join(data_root, "rare", name), data[:50] if train else data)
 
 
 def _versions(config: PipelineConfig) -> dict[str, float]:
@@ -49,6 +62,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = str(tmp_path_factory.mktemp("e2e"))
     noise_folder(os.path.join(root, "data"), ("cats", "dogs"), per_class=12, size=40, seed=0)
     write(os.path.join(root, "data", "dogs", "broken.jpg"), encode(solid((1, 2, 3)), "JPEG")[:40])
+    _rare_class_only_in_test(os.path.join(root, "data"))
     results = {"root": root}
     first = _config(root)
     local_runner.preflight(first)
@@ -56,7 +70,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     results["versions_after_first"] = _versions(first)
     results["second"] = local_runner.run(first)
     results["versions_after_second"] = _versions(first)
-    results["blocked"] = local_runner.run(_config(root, min_accuracy=1.0, runner="beam"))
+    results["blocked"] = local_runner.run(_config(root, min_accuracy=0.99, runner="beam"))
     results["versions_after_blocked"] = _versions(first)
     # Domain transfer: a new pipeline starts from the first run's trained backbone.
     results["base_model"] = _trainer_model_uri(first)
@@ -64,9 +78,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
         root,
         pipeline_name="transfer",
         pipeline_root=os.path.join(root, "transfer_root"),
-        weights="base_model",
+        trainer={"weights": "base_model", "augmentation": "none"},
         base_model=results["base_model"],
-        augment=False,
         compare_from_scratch=True,
     )
     local_runner.preflight(transfer)
@@ -85,14 +98,46 @@ def _trainer_model_uri(config: PipelineConfig) -> str:
 def test_first_run_ingests_trains_blesses_and_pushes(runs: dict) -> None:
     report = runs["first"]
     assert set(report.component_states.values()) == {"ran"}, report.component_states
-    assert report.ingest["files_seen"] == 25
-    assert (report.ingest["ingested"], report.ingest["rejected"]) == (24, 1)
-    assert report.ingest["rejected_by_reason"] == {"truncated": 1}
-    assert report.training["class_names"] and sorted(report.training["class_names"]) == ["cats", "dogs"]
+    assert report.ingest["files_seen"] == 27
+    assert (report.ingest["ingested"], report.ingest["rejected"]) == (25, 2)
+    assert report.ingest["rejected_by_reason"] == {"truncated": 2}
+    assert sorted(report.training.class_names) == ["cats", "dogs", "rare"]
     assert report.blessed is True
     assert len(runs["versions_after_first"]) == 1
     version = next(iter(runs["versions_after_first"]))
     assert report.pushed_to == os.path.join(runs["root"], "serving", "image_classifier", version)
+
+
+def test_splits_feed_the_trainer_and_the_gate_separately(runs: dict) -> None:
+    report = runs["first"]
+    examples_uri = os.path.dirname(report.ingest["report_dir"])
+    counts = {name: _count_records(examples_uri, name) for name in splits.SPLIT_NAMES}
+    assert counts == report.ingest["split_counts"] and sum(counts.values()) == report.ingest["ingested"]
+    # The Trainer saw train and validation only; the gate judged on test only.
+    assert report.training.split_sizes == {"train": counts["train"], "validation": counts["validation"]}
+    assert report.gate.test_examples == counts["test"]
+    assert sum(report.gate.per_class_examples.values()) == counts["test"]
+    assert "class 'rare' has no train images (1 ingested)" in report.ingest["notes"]
+
+
+def test_a_class_only_in_test_keeps_its_own_label(runs: dict) -> None:
+    report = runs["first"]
+    assert report.ingest["class_split_counts"]["rare"] == {"train": 0, "validation": 0, "test": 1}
+    # Its own output unit and its own TFMA slice: never counted as another class.
+    assert len(set(report.training.class_names)) == 3
+    assert report.gate.per_class_examples["rare"] == 1
+    model = tf.saved_model.load(report.pushed_to)
+    example = tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encode(solid((9, 9, 9)), "PNG")])),
+                "label": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"rare"])),
+            }
+        )
+    )
+    label = model.signatures["transform_features"](examples=tf.constant([example.SerializeToString()]))
+    index = int(next(iter(label.values())).numpy().ravel()[0])
+    assert report.training.class_names[index] == "rare"
 
 
 def test_pushed_model_serves_raw_image_bytes(runs: dict) -> None:
@@ -100,8 +145,8 @@ def test_pushed_model_serves_raw_image_bytes(runs: dict) -> None:
     assert {"serving_default", "serving_examples", "transform_features"} <= set(model.signatures)
     images = [encode(solid((200, 10, 10), size=50), "JPEG"), encode(solid((10, 10, 200), size=20), "PNG")]
     outputs = model.signatures["serving_default"](image_bytes=tf.constant(images))
-    assert outputs["classes"].shape == (2, 2) and outputs["probabilities"].shape == (2, 2)
-    assert {name.decode() for name in outputs["classes"].numpy().ravel()} == {"cats", "dogs"}
+    assert outputs["classes"].shape == (2, 3) and outputs["probabilities"].shape == (2, 3)
+    assert {name.decode() for name in outputs["classes"].numpy().ravel()} == {"cats", "dogs", "rare"}
     assert tf.reduce_all(tf.abs(tf.reduce_sum(outputs["probabilities"], axis=1) - 1.0) < 1e-5)
 
 
@@ -120,7 +165,7 @@ def test_warmup_requests_are_real_eval_images(runs: dict) -> None:
     model = tf.saved_model.load(runs["first"].pushed_to)
     images = list(logs[-1].predict_log.request.inputs["image_bytes"].string_val)
     assert tf.io.decode_jpeg(images[0]).shape == (32, 32, 3)
-    assert model.signatures["serving_default"](image_bytes=tf.constant(images))["classes"].shape == (3, 2)
+    assert model.signatures["serving_default"](image_bytes=tf.constant(images))["classes"].shape == (3, 3)
 
 
 def test_predict_cli_uses_the_newest_pushed_version(runs: dict) -> None:
@@ -156,28 +201,36 @@ def test_gate_blocks_push_and_serving_dir_is_unchanged(runs: dict) -> None:
     assert report.blessed is False
     assert report.pushed_to is None
     assert runs["versions_after_blocked"] == runs["versions_after_second"]
+    # The reason, with the numbers the Evaluator judged on.
+    accuracy = report.gate.candidate_accuracy
+    assert f"test accuracy {accuracy:.3f} is below min_accuracy 0.990" in report.gate.reasons
+    assert f"not blessed: test accuracy {accuracy:.3f} is below min_accuracy 0.990" in report.format()
 
 
 def test_domain_transfer_starts_from_the_earlier_model(runs: dict) -> None:
     report = runs["transfer"]
     assert report.component_states["base_model_importer"] == "ran"
-    assert report.training["config"]["weights"] == "base_model"
+    assert report.training.settings.weights == "base_model"
     # Stage 1 keeps the transferred backbone frozen (inference mode), so it leaves
     # training exactly as it came from the first pipeline's model.
-    before = model_lib.build_backbone("MobileNetV2", 32, os.path.join(runs["base_model"], model_lib.BACKBONE_WEIGHTS))
-    after = model_lib.build_backbone(
-        "MobileNetV2", 32, os.path.join(runs["transfer_model"], model_lib.BACKBONE_WEIGHTS)
-    )
+    before = model_lib.build_backbone("MobileNetV2", 32, model_lib.backbone_weights_path(runs["base_model"]))
+    after = model_lib.build_backbone("MobileNetV2", 32, model_lib.backbone_weights_path(runs["transfer_model"]))
     pairs = list(zip(before.weights, after.weights, strict=True))
     assert all(np.array_equal(np.array(a), np.array(b)) for a, b in pairs)
     for name in ("learning_curves.png", "confusion_matrix.png", "training_summary.md", "logs"):
         assert name in report.training_files
-    # The comparison run trained from scratch on the same data and epochs.
-    scratch = report.training["from_scratch_eval_accuracy"]
-    assert 0.0 <= scratch <= 1.0
-    assert report.training["negative_transfer"] == (scratch > report.training["head_only_eval_accuracy"])
     examples_uri = os.path.dirname(report.ingest["report_dir"])
-    eval_files = tf.io.gfile.glob(os.path.join(examples_uri, "Split-eval", "*"))
-    eval_count = sum(1 for _ in tf.data.TFRecordDataset(eval_files, compression_type="GZIP"))
-    matrix = np.array(report.training["confusion_matrix"])
-    assert matrix.shape == (2, 2) and matrix.sum() == eval_count
+    matrix = np.array(report.training.validation_confusion_matrix)
+    assert matrix.shape == (3, 3) and matrix.sum() == _count_records(examples_uri, "validation")
+
+
+def test_from_scratch_comparison_is_lineage_in_mlmd(runs: dict) -> None:
+    report = runs["transfer"]
+    assert report.component_states[pipeline.FROM_SCRATCH_TRAINER] == "ran"
+    assert report.component_states[pipeline.TRANSFER_VS_SCRATCH_EVALUATOR] == "ran"
+    comparison = report.comparison
+    assert comparison.candidate_accuracy is not None and comparison.baseline_accuracy is not None
+    # Blessed exactly when the transfer model is no worse than the from-scratch model on test.
+    assert comparison.blessed == (comparison.candidate_accuracy >= comparison.baseline_accuracy)
+    assert report.negative_transfer == (not comparison.blessed)
+    assert comparison.test_examples == report.gate.test_examples

@@ -68,10 +68,10 @@ def test_preflight_checks_the_span_that_will_be_read(tmp_path: object) -> None:
     # The newest drop holds one class only: the run would train on it, so preflight refuses.
     write(os.path.join(data_root, "span-0002", "red", "0.png"), encode(solid((220, 20, 20)), "PNG"))
     os.makedirs(os.path.join(data_root, "span-0003", "red"))  # no files yet: not a span TFX would read
-    config = build_config({"data_root": data_root, "input_pattern": PATTERN, "weights": "none"})
+    config = build_config({"data_root": data_root, "input_pattern": PATTERN, "trainer": {"weights": "none"}})
     with pytest.raises(image_files.NoImagesError, match="span-0002"):
         local_runner.preflight(config)
-    local_runner.preflight(build_config({**config.to_dict(), "span": 1, "beam_args": []}))
+    local_runner.preflight(build_config({**config.to_dict(), "span": 1}))
 
 
 def test_span_needs_a_placeholder() -> None:

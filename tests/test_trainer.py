@@ -15,23 +15,25 @@ from tfx_bsl.public import tfxio
 
 from components.modules import features, trainer
 from components.modules import model as model_lib
+from components.modules.settings import TrainerSettings
 
 SIZE = 32
 
 
-def _config(**overrides: object) -> dict:
-    config = {
-        "weights": "file",
+def _config(**overrides: object) -> TrainerSettings:
+    values = {
+        "image_size": SIZE,
+        "weights": "/pretrained/backbone.weights.h5",
         "stage1_epochs": 1,
         "stage2_epochs": 1,
         "stage1_learning_rate": 1e-3,
         "stage2_learning_rate": 1e-5,
         "fine_tune_layers": 8,
-        "augment": True,
+        "augmentation": {"flip": "horizontal", "rotation": 0.1, "zoom": 0.1},
         "seed": 0,
     }
-    config.update(overrides)
-    return config
+    values.update(overrides)
+    return TrainerSettings.model_validate(values)
 
 
 def _data() -> tf.data.Dataset:
@@ -47,7 +49,7 @@ def _classifier() -> keras.Model:
 
 def _patch_eval(monkeypatch: pytest.MonkeyPatch, accuracies: list[float]) -> None:
     values = iter(accuracies)
-    monkeypatch.setattr(trainer, "_eval_accuracy", lambda *_: next(values))
+    monkeypatch.setattr(trainer, "validation_accuracy", lambda *_: next(values))
 
 
 def test_worse_fine_tuning_restores_stage1_weights(
@@ -67,11 +69,11 @@ def test_worse_fine_tuning_restores_stage1_weights(
         summary = trainer.train_two_stages(
             classifier, _data(), _data(), _config(stage2_learning_rate=0.5), str(tmp_path)
         )
-    assert summary["kept_stage"] == 1
-    assert (summary["head_only_eval_accuracy"], summary["fine_tuned_eval_accuracy"]) == (0.9, 0.5)
+    assert summary.kept_stage == 1
+    assert (summary.head_only_validation_accuracy, summary.fine_tuned_validation_accuracy) == (0.9, 0.5)
     assert "keeping the stage 1 (head-only) model" in caplog.text
     assert all(np.array_equal(a, np.array(b)) for a, b in zip(captured["stage1"], classifier.weights, strict=True))
-    assert len(summary["stage1"]["accuracy"]) == 1 and len(summary["stage2"]["val_accuracy"]) == 1
+    assert len(summary.stage1.accuracy) == 1 and len(summary.stage2.val_accuracy) == 1
 
 
 def test_better_fine_tuning_is_kept_and_trains_top_layers(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
@@ -80,12 +82,12 @@ def test_better_fine_tuning_is_kept_and_trains_top_layers(monkeypatch: pytest.Mo
     frozen_before = [np.array(w) for w in backbone.layers[1].weights]
     _patch_eval(monkeypatch, [0.5, 0.7])
     summary = trainer.train_two_stages(classifier, _data(), _data(), _config(stage2_epochs=2), str(tmp_path))
-    assert summary["kept_stage"] == 2
-    assert summary["stage2_trainable_layers"] and all(
+    assert summary.kept_stage == 2
+    assert summary.stage2_trainable_layers and all(
         not isinstance(backbone.get_layer(name), keras.layers.BatchNormalization)
-        for name in summary["stage2_trainable_layers"]
+        for name in summary.stage2_trainable_layers
     )
-    assert len(summary["stage2"]["loss"]) == 2
+    assert len(summary.stage2.loss) == 2
     # Layers below the top N never changed.
     assert all(np.array_equal(a, np.array(b)) for a, b in zip(frozen_before, backbone.layers[1].weights, strict=True))
 
@@ -96,7 +98,7 @@ def test_from_scratch_trains_everything_in_one_stage(monkeypatch: pytest.MonkeyP
     first_conv = [np.array(w) for w in backbone.layers[1].weights]
     _patch_eval(monkeypatch, [0.4])
     summary = trainer.train_two_stages(classifier, _data(), _data(), _config(weights="none"), str(tmp_path))
-    assert "stage2" not in summary and summary["kept_stage"] == 1
+    assert summary.stage2 is None and summary.kept_stage == 1
     assert not all(np.array_equal(a, np.array(b)) for a, b in zip(first_conv, backbone.layers[1].weights, strict=True))
 
 
@@ -114,9 +116,9 @@ def test_progressive_unfreezing_grows_block_by_block(monkeypatch: pytest.MonkeyP
     _patch_eval(monkeypatch, [0.5, 0.6])
     config = _config(fine_tune_schedule="progressive", stage2_epochs=3, epochs_per_block=1)
     summary = trainer.train_two_stages(classifier, _data(), _data(), config, str(tmp_path))
-    assert len(summary["stage2_plan"]) == 3 and len(summary["stage2"]["loss"]) == 3
+    assert len(summary.stage2_plan) == 3 and len(summary.stage2.loss) == 3
     assert unfrozen == sorted(unfrozen) and unfrozen[0] < unfrozen[-1]
-    assert [step["first_layer"] for step in summary["stage2_plan"]][:2] == ["block_16_expand", "block_15_expand"]
+    assert [step.first_layer for step in summary.stage2_plan][:2] == ["block_16_expand", "block_15_expand"]
 
 
 def test_early_stopping_ends_a_stalled_stage(tmp_path: object) -> None:
@@ -124,9 +126,9 @@ def test_early_stopping_ends_a_stalled_stage(tmp_path: object) -> None:
     same = np.full((8, SIZE, SIZE, 3), 128.0, "float32")
     data = tf.data.Dataset.from_tensor_slices((same, np.zeros(8, "int64"))).batch(4)
     # Identical eval images get one prediction, so eval accuracy can improve at most once.
-    config = _config(stage1_epochs=6, stage2_epochs=0, early_stopping_patience=1, augment=False)
+    config = _config(stage1_epochs=6, stage2_epochs=0, early_stopping_patience=1, augmentation="none")
     summary = trainer.train_two_stages(classifier, data, data, config, str(tmp_path))
-    assert 2 <= len(summary["stage1"]["loss"]) <= 3
+    assert 2 <= len(summary.stage1.loss) <= 3
 
 
 def test_mixed_precision_xla_and_mirrored_strategy_run_on_cpu(tmp_path: object) -> None:
@@ -138,21 +140,22 @@ def test_mixed_precision_xla_and_mirrored_strategy_run_on_cpu(tmp_path: object) 
         assert conv.compute_dtype == "float16" and conv.variable_dtype == "float32"
         assert classifier.output.dtype == "float32"
     assert keras.mixed_precision.global_policy().name == "float32"
-    assert len(summary["stage2"]["loss"]) == 1
-    assert summary["xla"] is True  # augmentation moved to tf.data, so Keras kept XLA on
+    assert len(summary.stage2.loss) == 1
+    assert summary.xla is True  # augmentation moved to tf.data, so Keras kept XLA on
 
 
 def test_base_model_weights_come_from_the_earlier_run(tmp_path: object) -> None:
     backbone = model_lib.build_backbone("MobileNetV2", SIZE, "none", alpha=0.35)
     model_dir = tmp_path / "Trainer" / "model" / "7"
     (model_dir / "Format-Serving").mkdir(parents=True)
-    backbone.save_weights(str(model_dir / model_lib.BACKBONE_WEIGHTS))
-    local = trainer._backbone_weights({"weights": "base_model"}, str(model_dir / "Format-Serving"))
+    backbone.save_weights(model_lib.backbone_weights_path(str(model_dir)))
+    base = _config(weights="base_model")
+    local = trainer._backbone_weights(base, str(model_dir / "Format-Serving"))
     loaded = model_lib.build_backbone("MobileNetV2", SIZE, local, alpha=0.35)
     assert all(np.array_equal(np.array(a), np.array(b)) for a, b in zip(backbone.weights, loaded.weights, strict=True))
     with pytest.raises(model_lib.WeightsError, match="has no backbone.weights.h5"):
-        trainer._backbone_weights({"weights": "base_model"}, str(tmp_path))
-    assert trainer._backbone_weights({"weights": "imagenet"}, None) == "imagenet"
+        trainer._backbone_weights(base, str(tmp_path / "Format-Serving"))
+    assert trainer._backbone_weights(_config(weights="imagenet"), None) == "imagenet"
 
 
 def _transformed_split(folder: str, count: int) -> tuple[SimpleNamespace, SimpleNamespace, list[str]]:
@@ -187,8 +190,8 @@ def _transformed_split(folder: str, count: int) -> tuple[SimpleNamespace, Simple
 @pytest.mark.parametrize("train", [True, False])
 def test_split_dataset_has_its_length_and_every_example(tmp_path: object, train: bool) -> None:
     fn_args, output, pattern = _transformed_split(str(tmp_path), 11)
-    config = {"batch_size": 4, "seed": 0, "image_size": SIZE}
-    dataset = trainer._dataset(fn_args, output, pattern, config, train=train)
+    dataset, count = trainer.split_dataset(fn_args, output, pattern, _config(batch_size=4), train=train)
+    assert count == 11
     # Known length: Keras would otherwise end every epoch on an end-of-sequence error.
     assert int(dataset.cardinality()) == 3
     batches = list(dataset)
@@ -204,5 +207,5 @@ def test_split_dataset_has_its_length_and_every_example(tmp_path: object, train:
 
 def test_empty_split_is_a_clear_error(tmp_path: object) -> None:
     fn_args, output, pattern = _transformed_split(str(tmp_path), 0)
-    with pytest.raises(ValueError, match="eval split has no examples"):
-        trainer._dataset(fn_args, output, pattern, {"batch_size": 4, "seed": 0, "image_size": SIZE}, train=False)
+    with pytest.raises(ValueError, match="validation split has no examples"):
+        trainer.split_dataset(fn_args, output, pattern, _config(batch_size=4), train=False)

@@ -8,16 +8,16 @@ decode and resize. We use Keras 3 (``import keras``) throughout and never
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import re
 import tempfile
 from collections.abc import Callable
-from typing import Any
 
 import keras
 import tensorflow as tf
+
+from components.modules.settings import BACKBONES, AugmentationSettings, TrainerSettings
 
 BACKBONE_LAYER_NAME = "backbone"
 OUTPUT_LAYER_NAME = "probabilities"
@@ -37,22 +37,9 @@ class WeightsError(RuntimeError):
     """Pretrained weights could not be loaded."""
 
 
-@dataclasses.dataclass(frozen=True)
-class BackboneSpec:
-    """How to build one Keras applications backbone.
-
-    Attributes:
-      constructor: The ``keras.applications`` function.
-      preprocessing: Builds the layer mapping [0, 255] RGB pixels to the
-        backbone's expected input.
-      min_size: Smallest input side the architecture accepts.
-      has_alpha: Whether the constructor takes a width multiplier ``alpha``.
-    """
-
-    constructor: Callable[..., keras.Model]
-    preprocessing: Callable[[], keras.layers.Layer]
-    min_size: int
-    has_alpha: bool = False
+def backbone_weights_path(model_artifact_uri: str) -> str:
+    """Where the Trainer saves the backbone of a Model artifact (next to ``Format-Serving``)."""
+    return os.path.join(model_artifact_uri.rstrip("/"), BACKBONE_WEIGHTS)
 
 
 def _scale_minus_one_to_one() -> keras.layers.Layer:
@@ -68,27 +55,28 @@ def _caffe() -> keras.layers.Layer:
     return keras.layers.Lambda(keras.applications.resnet50.preprocess_input, name="preprocess")
 
 
-BACKBONES: dict[str, BackboneSpec] = {
-    "MobileNetV2": BackboneSpec(keras.applications.MobileNetV2, _scale_minus_one_to_one, 32, has_alpha=True),
-    # MobileNetV3 and EfficientNet models rescale their [0, 255] input themselves.
-    "MobileNetV3Small": BackboneSpec(keras.applications.MobileNetV3Small, _identity, 32, has_alpha=True),
-    "MobileNetV3Large": BackboneSpec(keras.applications.MobileNetV3Large, _identity, 32, has_alpha=True),
-    "EfficientNetB0": BackboneSpec(keras.applications.EfficientNetB0, _identity, 32),
-    "EfficientNetB1": BackboneSpec(keras.applications.EfficientNetB1, _identity, 32),
-    "EfficientNetB2": BackboneSpec(keras.applications.EfficientNetB2, _identity, 32),
-    "EfficientNetB3": BackboneSpec(keras.applications.EfficientNetB3, _identity, 32),
-    "ResNet50": BackboneSpec(keras.applications.ResNet50, _caffe, 32),
-    "ResNet50V2": BackboneSpec(keras.applications.ResNet50V2, _scale_minus_one_to_one, 32),
-    "Xception": BackboneSpec(keras.applications.Xception, _scale_minus_one_to_one, 71),
-    "VGG16": BackboneSpec(keras.applications.VGG16, _caffe, 32),
+# Each backbone's input preprocessing ([0, 255] RGB in); names and limits are in settings.BACKBONES.
+# MobileNetV3 and EfficientNet models rescale their [0, 255] input themselves.
+PREPROCESSING: dict[str, Callable[[], keras.layers.Layer]] = {
+    "MobileNetV2": _scale_minus_one_to_one,
+    "MobileNetV3Small": _identity,
+    "MobileNetV3Large": _identity,
+    "EfficientNetB0": _identity,
+    "EfficientNetB1": _identity,
+    "EfficientNetB2": _identity,
+    "EfficientNetB3": _identity,
+    "ResNet50": _caffe,
+    "ResNet50V2": _scale_minus_one_to_one,
+    "Xception": _scale_minus_one_to_one,
+    "VGG16": _caffe,
 }
 
 
-def get_backbone_spec(name: str) -> BackboneSpec:
-    """Looks up a backbone by name, with a clear error for unknown names."""
+def backbone_constructor(name: str) -> Callable[..., keras.Model]:
+    """The ``keras.applications`` function of a backbone named in ``settings.BACKBONES``."""
     if name not in BACKBONES:
         raise ValueError(f"Unknown backbone. Expected one of {sorted(BACKBONES)}. Received: backbone={name!r}")
-    return BACKBONES[name]
+    return getattr(keras.applications, name)
 
 
 def build_backbone(name: str, image_size: int, weights: str, alpha: float = 1.0) -> keras.Model:
@@ -98,19 +86,20 @@ def build_backbone(name: str, image_size: int, weights: str, alpha: float = 1.0)
       ValueError: On an unknown backbone or an input size below its minimum.
       WeightsError: If the weights cannot be downloaded or loaded.
     """
-    spec = get_backbone_spec(name)
-    if image_size < spec.min_size:
-        raise ValueError(f"{name} needs image_size >= {spec.min_size}. Received: image_size={image_size}")
+    constructor = backbone_constructor(name)
+    info = BACKBONES[name]
+    if image_size < info.min_size:
+        raise ValueError(f"{name} needs image_size >= {info.min_size}. Received: image_size={image_size}")
     kwargs = {"input_shape": (image_size, image_size, 3), "include_top": False}
-    if spec.has_alpha:
+    if info.has_alpha:
         kwargs["alpha"] = alpha
     if weights == "imagenet":
         try:
-            backbone = spec.constructor(weights="imagenet", **kwargs)
+            backbone = constructor(weights="imagenet", **kwargs)
         except Exception as error:  # Keras raises bare Exception on a failed download.
             raise WeightsError(f"Could not load ImageNet weights for {name}: {error}. {WEIGHTS_HELP}") from error
     else:
-        backbone = spec.constructor(weights=None, **kwargs)
+        backbone = constructor(weights=None, **kwargs)
         if weights == "none":
             _speed_up_batchnorm_statistics(backbone)
         else:
@@ -136,30 +125,50 @@ def load_weights_file(backbone: keras.Model, path: str) -> None:
     """
     if not tf.io.gfile.exists(path):
         raise WeightsError(f"Weights file not found: {path}. {WEIGHTS_HELP}")
-    local = path
-    if "://" in path:  # Keras reads local files only.
-        local = os.path.join(tempfile.mkdtemp(), os.path.basename(path))
-        tf.io.gfile.copy(path, local)
-    try:
-        backbone.load_weights(local)
-    except Exception as error:  # noqa: BLE001 (h5py and Keras raise many types)
-        raise WeightsError(
-            f"Weights file {path} does not fit backbone {backbone.name!r} "
-            f"({len(backbone.weights)} weight tensors): {error}"
-        ) from error
+    with tempfile.TemporaryDirectory() as folder:
+        local = path
+        if "://" in path:  # Keras reads local files only.
+            local = os.path.join(folder, os.path.basename(path))
+            tf.io.gfile.copy(path, local)
+        try:
+            backbone.load_weights(local)
+        except Exception as error:  # noqa: BLE001 (h5py and Keras raise many types)
+            raise WeightsError(
+                f"Weights file {path} does not fit backbone {backbone.name!r} "
+                f"({len(backbone.weights)} weight tensors): {error}"
+            ) from error
     logging.info("Loaded backbone weights from %s", path)
 
 
-def augmentation(seed: int) -> keras.Sequential:
-    """Random flip, rotation and zoom; Keras runs these only when training."""
-    return keras.Sequential(
-        [
-            keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomRotation(0.1, seed=seed),
-            keras.layers.RandomZoom(0.1, seed=seed),
-        ],
-        name="augmentation",
-    )
+_FLIP_MODES = {"horizontal": "horizontal", "vertical": "vertical", "both": "horizontal_and_vertical"}
+
+
+def augmentation(settings: AugmentationSettings, seed: int) -> keras.Sequential:
+    """The configured random operations as Keras layers (they act only when training).
+
+    Raises:
+      ValueError: If no operation is on (leave the layer out instead).
+    """
+    layers: list[keras.layers.Layer] = []
+    if settings.flip != "none":
+        layers.append(keras.layers.RandomFlip(_FLIP_MODES[settings.flip], seed=seed, name="flip"))
+    if settings.rotation:
+        layers.append(keras.layers.RandomRotation(settings.rotation, seed=seed, name="rotation"))
+    if settings.zoom:
+        layers.append(keras.layers.RandomZoom(settings.zoom, seed=seed, name="zoom"))
+    if settings.translation:
+        layers.append(
+            keras.layers.RandomTranslation(settings.translation, settings.translation, seed=seed, name="translation")
+        )
+    if settings.contrast:
+        layers.append(keras.layers.RandomContrast(settings.contrast, seed=seed, name="contrast"))
+    if settings.brightness:
+        layers.append(
+            keras.layers.RandomBrightness(settings.brightness, value_range=(0.0, 255.0), seed=seed, name="brightness")
+        )
+    if not layers:
+        raise ValueError("augmentation() needs at least one operation; leave the layer out for 'none'.")
+    return keras.Sequential(layers, name="augmentation")
 
 
 def build_classifier(
@@ -187,7 +196,7 @@ def build_classifier(
         raise ValueError(f"A classifier needs at least 2 classes. Received: num_classes={num_classes}")
     size = backbone.input_shape[1]
     inputs = keras.Input(shape=(size, size, 3), name="pixels")
-    x = get_backbone_spec(backbone_name).preprocessing()(inputs)
+    x = PREPROCESSING[backbone_name]()(inputs)
     x = backbone(x, training=False) if backbone_inference_mode else backbone(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
@@ -195,17 +204,17 @@ def build_classifier(
     return keras.Model(inputs, outputs, name="classifier")
 
 
-def training_model(classifier: keras.Model, augment: bool, seed: int) -> keras.Model:
-    """The model to fit: the classifier behind the augmentation layers.
+def training_model(classifier: keras.Model, augment: AugmentationSettings, seed: int) -> keras.Model:
+    """The model to fit: the classifier behind the augmentation layers, if any are on.
 
-    The augmentation layers (random flip, rotation, zoom) are left out of the
-    exported classifier, so serving never sees them; they share its weights.
+    The augmentation layers are left out of the exported classifier, so serving
+    never sees them; the training model shares the classifier's weights.
     """
-    if not augment:
+    if not augment.enabled:
         return classifier
     size = classifier.input_shape[1]
     inputs = keras.Input(shape=(size, size, 3), name="pixels")
-    return keras.Model(inputs, classifier(augmentation(seed)(inputs)), name="classifier_training")
+    return keras.Model(inputs, classifier(augmentation(augment, seed)(inputs)), name="classifier_training")
 
 
 def freeze_backbone(model: keras.Model) -> None:
@@ -214,7 +223,6 @@ def freeze_backbone(model: keras.Model) -> None:
 
 
 _BLOCK_NAME = re.compile(r"^(block_?\d+[a-z]?|conv\d+_block\d+|expanded_conv(?:_\d+)?)_")
-FINE_TUNE_SCHEDULES = ("top_n", "fraction", "progressive")
 
 
 def layer_blocks(backbone: keras.Model) -> list[list[int]]:
@@ -237,28 +245,25 @@ def layer_blocks(backbone: keras.Model) -> list[list[int]]:
     return [block for block in blocks if any(backbone.layers[i].weights for i in block)]
 
 
-def fine_tune_plan(backbone: keras.Model, schedule: str, config: dict[str, Any]) -> list[tuple[int, int]]:
+def fine_tune_plan(backbone: keras.Model, settings: TrainerSettings) -> list[tuple[int, int]]:
     """Stage 2 as a list of (first unfrozen layer index, epochs).
 
     ``top_n``: the top ``fine_tune_layers`` layers for all ``stage2_epochs``.
     ``fraction``: the top ``fine_tune_fraction`` of the layers.
     ``progressive``: one more block from the top every ``epochs_per_block`` epochs.
     """
-    epochs = config["stage2_epochs"]
+    epochs = settings.stage2_epochs
     count = len(backbone.layers)
-    if schedule == "top_n":
-        return [(max(count - config["fine_tune_layers"], 0), epochs)]
-    if schedule == "fraction":
-        return [(count - max(1, round(config["fine_tune_fraction"] * count)), epochs)]
-    if schedule != "progressive":
-        raise ValueError(f"Unknown fine-tuning schedule. Expected one of {FINE_TUNE_SCHEDULES}. Received: {schedule!r}")
-    blocks = layer_blocks(backbone)
+    if settings.fine_tune_schedule == "top_n":
+        return [(max(count - settings.fine_tune_layers, 0), epochs)]
+    if settings.fine_tune_schedule == "fraction":
+        return [(count - max(1, round(settings.fine_tune_fraction * count)), epochs)]
     plan = []
     remaining = epochs
-    for block in reversed(blocks):
+    for block in reversed(layer_blocks(backbone)):
         if remaining <= 0:
             break
-        step = min(config["epochs_per_block"], remaining)
+        step = min(settings.epochs_per_block, remaining)
         plan.append((block[0], step))
         remaining -= step
     return plan
@@ -275,12 +280,6 @@ def unfreeze_from(model: keras.Model, first_index: int) -> list[str]:
     for index, layer in enumerate(backbone.layers):
         layer.trainable = index >= first_index and not isinstance(layer, keras.layers.BatchNormalization)
     return [layer.name for layer in backbone.layers if layer.trainable and layer.weights]
-
-
-def unfreeze_top_layers(model: keras.Model, num_layers: int) -> list[str]:
-    """Stage 2 (``top_n``): unfreezes the top ``num_layers`` backbone layers, BatchNorm excepted."""
-    backbone = model.get_layer(BACKBONE_LAYER_NAME)
-    return unfreeze_from(model, max(len(backbone.layers) - num_layers, 0))
 
 
 def compile_model(model: keras.Model, learning_rate: float, jit_compile: bool = False) -> None:

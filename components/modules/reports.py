@@ -5,12 +5,13 @@ Written into the Trainer's model run directory (next to the TensorBoard logs).
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
+
+from components.modules.settings import TrainingSummary
 
 LEARNING_CURVES = "learning_curves.png"
 CONFUSION_MATRIX = "confusion_matrix.png"
@@ -34,27 +35,17 @@ def _save(figure: Any, path: str) -> None:
     _pyplot().close(figure)
 
 
-def epoch_history(summary: dict[str, Any]) -> dict[str, list[float]]:
-    """Stage 1 and stage 2 histories joined, epoch by epoch."""
-    joined: dict[str, list[float]] = {}
-    for stage in ("stage1", "stage2"):
-        for key, values in summary.get(stage, {}).items():
-            joined.setdefault(key, []).extend(values)
-    return joined
-
-
-def plot_learning_curves(summary: dict[str, Any], path: str) -> None:
-    """Accuracy and loss per epoch (train and eval), stage boundary marked."""
+def plot_learning_curves(summary: TrainingSummary, path: str) -> None:
+    """Accuracy and loss per epoch (train and validation), stage boundary marked."""
     plt = _pyplot()
-    history = epoch_history(summary)
-    boundary = len(summary["stage1"].get("loss", []))
+    rows = summary.epochs()
+    epochs = [row.epoch for row in rows]
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
     for axis, metric in zip(axes, ("accuracy", "loss"), strict=True):
-        for key, label in ((metric, "train"), (f"val_{metric}", "eval")):
-            values = history.get(key, [])
-            axis.plot(range(1, len(values) + 1), values, marker="o", label=label)
-        if summary.get("stage2"):
-            axis.axvline(boundary + 0.5, color="gray", linestyle="--", label="fine-tuning starts")
+        axis.plot(epochs, [getattr(row, metric) for row in rows], marker="o", label="train")
+        axis.plot(epochs, [getattr(row, f"val_{metric}") for row in rows], marker="o", label="validation")
+        if summary.stage2 is not None:
+            axis.axvline(summary.stage1_epochs_run + 0.5, color="gray", linestyle="--", label="fine-tuning starts")
         axis.set_xlabel("epoch")
         axis.set_title(metric)
         axis.legend()
@@ -68,8 +59,8 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
     return matrix
 
 
-def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: str) -> None:
-    """The eval split's confusion matrix with counts in the cells."""
+def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: str, title: str) -> None:
+    """A confusion matrix with counts in the cells."""
     plt = _pyplot()
     size = max(4, 0.6 * len(class_names) + 2)
     figure, axis = plt.subplots(figsize=(size, size))
@@ -80,41 +71,59 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: str)
     axis.set_ylabel("true")
     for (row, column), count in np.ndenumerate(matrix):
         axis.text(column, row, str(count), ha="center", va="center")
-    axis.set_title("eval split")
+    axis.set_title(title)
     _save(figure, path)
 
 
-def markdown_summary(summary: dict[str, Any]) -> str:
-    """A short human-readable training summary."""
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def markdown_summary(summary: TrainingSummary) -> str:
+    """A short human-readable training summary, with train vs validation accuracy per epoch."""
     lines = ["# Training summary", ""]
-    lines.append(f"- classes: {', '.join(summary.get('class_names', []))}")
-    lines.append(f"- head-only (stage 1) eval accuracy: {summary['head_only_eval_accuracy']:.4f}")
-    if "fine_tuned_eval_accuracy" in summary:
-        lines.append(f"- fine-tuned (stage 2) eval accuracy: {summary['fine_tuned_eval_accuracy']:.4f}")
-    lines.append(f"- kept: stage {summary['kept_stage']}")
-    if "from_scratch_eval_accuracy" in summary:
-        lines.append(f"- from-scratch comparison eval accuracy: {summary['from_scratch_eval_accuracy']:.4f}")
-        if summary.get("negative_transfer"):
-            lines.append("- **negative transfer**: training from scratch did better than the pretrained model")
-    history = epoch_history(summary)
-    lines += ["", "| epoch | stage | loss | accuracy | eval loss | eval accuracy |", "|---|---|---|---|---|---|"]
-    boundary = len(summary["stage1"].get("loss", []))
-    for index, loss in enumerate(history.get("loss", [])):
-        row = [
-            history.get(key, [float("nan")] * (index + 1))[index] for key in ("accuracy", "val_loss", "val_accuracy")
-        ]
-        stage = 1 if index < boundary else 2
-        lines.append(f"| {index + 1} | {stage} | {loss:.4f} | {row[0]:.4f} | {row[1]:.4f} | {row[2]:.4f} |")
+    lines.append(f"- classes: {', '.join(summary.class_names)}")
+    lines.append(f"- examples: {', '.join(f'{name} {count}' for name, count in summary.split_sizes.items())}")
+    lines.append(f"- head-only (stage 1) validation accuracy: {summary.head_only_validation_accuracy:.4f}")
+    if summary.fine_tuned_validation_accuracy is not None:
+        lines.append(f"- fine-tuned (stage 2) validation accuracy: {summary.fine_tuned_validation_accuracy:.4f}")
+    lines.append(f"- kept: stage {summary.kept_stage}")
+    lines += [
+        "",
+        "A train accuracy far below validation accuracy means strong regularisation (augmentation, dropout);",
+        "far above it, overfitting.",
+        "",
+        "| epoch | stage | loss | train accuracy | validation loss | validation accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in summary.epochs():
+        lines.append(
+            f"| {row.epoch} | {row.stage} | {row.loss:.4f} | {row.accuracy:.4f} | {_number(row.val_loss)} "
+            f"| {_number(row.val_accuracy)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def write_reports(summary: dict[str, Any], matrix: np.ndarray, model_run_dir: str) -> None:
+def write_reports(summary: TrainingSummary, model_run_dir: str) -> None:
     """Writes the JSON and Markdown summaries and both plots."""
-    summary = {**summary, "confusion_matrix": matrix.tolist()}
     tf.io.gfile.makedirs(model_run_dir)
     with tf.io.gfile.GFile(os.path.join(model_run_dir, SUMMARY_JSON), "w") as handle:
-        json.dump(summary, handle, indent=2, sort_keys=True)
+        handle.write(summary.model_dump_json(indent=2))
     with tf.io.gfile.GFile(os.path.join(model_run_dir, SUMMARY_MARKDOWN), "w") as handle:
         handle.write(markdown_summary(summary))
     plot_learning_curves(summary, os.path.join(model_run_dir, LEARNING_CURVES))
-    plot_confusion_matrix(matrix, summary["class_names"], os.path.join(model_run_dir, CONFUSION_MATRIX))
+    plot_confusion_matrix(
+        np.array(summary.validation_confusion_matrix),
+        summary.class_names,
+        os.path.join(model_run_dir, CONFUSION_MATRIX),
+        "validation split",
+    )
+
+
+def read_summary(model_run_dir: str) -> TrainingSummary | None:
+    """The training summary of a model run folder, or None if there is none."""
+    path = os.path.join(model_run_dir, SUMMARY_JSON)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as handle:
+        return TrainingSummary.model_validate_json(handle.read())

@@ -8,8 +8,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from components.modules import features
-
-DEFAULT_IMAGE_SIZE = 224
+from components.modules.settings import TransformSettings
 
 
 # TFX Transform will call this function.
@@ -19,14 +18,16 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor], custom_config: dict[str, Any]
     Args:
       inputs: Raw features from the ImageFolder ExampleGen; ``image`` and ``label``
         are ``[batch, 1]`` strings (see ``schemas/schema.pbtxt``).
-      custom_config: ``{"image_size": int}`` from the pipeline config.
+      custom_config: :class:`TransformSettings` as a dict, from the pipeline config.
 
     Returns:
       ``image_xf``: the image resized to ``image_size`` squared, JPEG-encoded
       (see ``features.py``); ``label_xf``: the class index in the TFT vocabulary
       ``label_vocab``, which travels with the model so serving returns class names.
+      The pipeline analyzes every split, so every ingested class has its own
+      index whichever split its images fell in (``default_value`` is never used).
     """
-    image_size = int((custom_config or {}).get("image_size", DEFAULT_IMAGE_SIZE))
+    image_size = TransformSettings.model_validate(custom_config or {}).image_size
     image_bytes = tf.reshape(inputs[features.IMAGE_KEY], [-1])
     resized = features.decode_and_resize(image_bytes, image_size)
     outputs = {features.transformed_name(features.IMAGE_KEY): features.encode_transformed(resized)}

@@ -1,0 +1,264 @@
+"""Typed settings of the Transform and Trainer user modules, and the training summary.
+
+This is the one home of every training choice: the backbones and their limits, the
+fine-tuning schedules, the augmentation operations, and their defaults. The
+pipeline config (``pipeline/config.py``) embeds :class:`TrainerSettings`; the
+pipeline passes it to the Trainer as ``custom_config`` and ``run_fn`` parses it
+once with :meth:`TrainerSettings.model_validate`. Nothing here imports Keras, so
+the CLI can validate a config (and show ``--help``) in milliseconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+WEIGHTS_IMAGENET = "imagenet"
+WEIGHTS_NONE = "none"
+WEIGHTS_BASE_MODEL = "base_model"
+WeightsKind = Literal["imagenet", "none", "base_model", "file"]
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneInfo:
+    """What the config needs to know of a Keras applications backbone.
+
+    Attributes:
+      min_size: Smallest input side the architecture accepts.
+      has_alpha: Whether it takes a width multiplier ``alpha`` (MobileNets).
+    """
+
+    min_size: int = 32
+    has_alpha: bool = False
+
+
+BACKBONES: dict[str, BackboneInfo] = {
+    "MobileNetV2": BackboneInfo(has_alpha=True),
+    "MobileNetV3Small": BackboneInfo(has_alpha=True),
+    "MobileNetV3Large": BackboneInfo(has_alpha=True),
+    "EfficientNetB0": BackboneInfo(),
+    "EfficientNetB1": BackboneInfo(),
+    "EfficientNetB2": BackboneInfo(),
+    "EfficientNetB3": BackboneInfo(),
+    "ResNet50": BackboneInfo(),
+    "ResNet50V2": BackboneInfo(),
+    "Xception": BackboneInfo(min_size=71),
+    "VGG16": BackboneInfo(),
+}
+Backbone = Literal[tuple(BACKBONES)]  # type: ignore[valid-type]
+FineTuneSchedule = Literal["top_n", "fraction", "progressive"]
+Distribution = Literal["auto", "mirrored", "none"]
+Flip = Literal["none", "horizontal", "vertical", "both"]
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AugmentationSettings(_Settings):
+    """Random changes to training images (never at validation, test or serving time).
+
+    The default (small zoom and shift) keeps orientation: flips and rotations help
+    where a mirrored or turned object is the same class (photos of animals, cells,
+    satellite tiles) and hurt where orientation carries meaning (digits, text,
+    arrows, many industrial and medical images). ``augmentation: none`` turns all
+    of them off.
+    """
+
+    flip: Flip = Field(
+        "none", description="Random flips: none, horizontal, vertical or both. Hurts orientation-sensitive classes."
+    )
+    rotation: float = Field(
+        0.0, ge=0.0, le=0.5, description="Largest random rotation as a fraction of a full turn (0.1 = ±36°)."
+    )
+    zoom: float = Field(0.1, ge=0.0, lt=1.0, description="Largest random zoom in or out, as a fraction of the side.")
+    translation: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Largest random shift, as a fraction of the side (both axes)."
+    )
+    contrast: float = Field(0.0, ge=0.0, lt=1.0, description="Largest random contrast change (0.2 = ±20%).")
+    brightness: float = Field(
+        0.0, ge=0.0, le=1.0, description="Largest random brightness change, as a fraction of the pixel range."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _none_turns_everything_off(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "none":
+            return {
+                "flip": "none",
+                "rotation": 0.0,
+                "zoom": 0.0,
+                "translation": 0.0,
+                "contrast": 0.0,
+                "brightness": 0.0,
+            }
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any operation is on."""
+        return self.flip != "none" or any((self.rotation, self.zoom, self.translation, self.contrast, self.brightness))
+
+
+class TrainerSettings(_Settings):
+    """Everything the Trainer's ``run_fn`` reads."""
+
+    image_size: int = Field(224, ge=32, le=1024, description="Side of the square images the model sees (pixels).")
+    backbone: Backbone = Field("MobileNetV2", description="Keras applications backbone (ImageNet-pretrained).")
+    backbone_alpha: float = Field(
+        1.0,
+        gt=0.0,
+        description="Width multiplier of MobileNet backbones; must match the weights file (imagenet: 0.35-1.4).",
+    )
+    weights: str = Field(
+        WEIGHTS_IMAGENET,
+        min_length=1,
+        description="imagenet, none (train everything from scratch), base_model, or a weights file path/URI.",
+    )
+    batch_size: int = Field(32, ge=1, description="Training batch size.")
+    stage1_epochs: int = Field(5, ge=1, description="Stage 1: epochs training the new head on the frozen backbone.")
+    stage2_epochs: int = Field(5, ge=0, description="Stage 2: epochs fine-tuning the top of the backbone (0: skip).")
+    stage1_learning_rate: float = Field(1e-3, gt=0.0, lt=1.0, description="Adam learning rate of stage 1.")
+    stage2_learning_rate: float = Field(
+        1e-5, gt=0.0, lt=1.0, description="Adam learning rate of stage 2 (keep it low)."
+    )
+    fine_tune_schedule: FineTuneSchedule = Field(
+        "top_n",
+        description="Stage 2 layers: top_n (fine_tune_layers), fraction (fine_tune_fraction) or progressive "
+        "(one more block every epochs_per_block epochs).",
+    )
+    fine_tune_layers: int = Field(30, ge=1, description="top_n: backbone layers unfrozen from the top.")
+    fine_tune_fraction: float = Field(0.3, gt=0.0, le=1.0, description="fraction: share of backbone layers unfrozen.")
+    epochs_per_block: int = Field(2, ge=1, description="progressive: epochs per newly unfrozen block.")
+    early_stopping_patience: int = Field(
+        0,
+        ge=0,
+        description="Stop a stage after this many epochs without a better validation accuracy and restore the "
+        "best epoch (0: off).",
+    )
+    dropout: float = Field(0.2, ge=0.0, lt=1.0, description="Dropout rate before the classification layer.")
+    augmentation: AugmentationSettings = AugmentationSettings()
+    mixed_precision: bool = Field(False, description="mixed_float16 compute on GPUs (the output stays float32).")
+    xla: bool = Field(False, description="Compile the training step with XLA.")
+    distribution: Distribution = Field(
+        "auto", description="auto (MirroredStrategy with several GPUs), mirrored or none."
+    )
+    top_k: int = Field(5, ge=1, description="Classes serving_default returns per image.")
+    seed: int = Field(42, description="Seed of shuffling, augmentation and initialisation.")
+
+    @model_validator(mode="after")
+    def _size_fits_backbone(self) -> TrainerSettings:
+        minimum = BACKBONES[self.backbone].min_size
+        if self.image_size < minimum:
+            raise ValueError(f"{self.backbone} needs image_size >= {minimum}. Received: image_size={self.image_size}")
+        return self
+
+    @property
+    def weights_kind(self) -> WeightsKind:
+        """``imagenet``, ``none``, ``base_model`` or ``file``."""
+        if self.weights in (WEIGHTS_IMAGENET, WEIGHTS_NONE, WEIGHTS_BASE_MODEL):
+            return self.weights  # type: ignore[return-value]
+        return "file"
+
+    @property
+    def from_scratch(self) -> bool:
+        """All layers train from random weights (no stage 2)."""
+        return self.weights_kind == WEIGHTS_NONE
+
+    def from_scratch_comparison(self) -> TrainerSettings:
+        """The same model trained from random weights for as many epochs as both stages."""
+        return self.model_copy(
+            update={
+                "weights": WEIGHTS_NONE,
+                "stage1_epochs": self.stage1_epochs + self.stage2_epochs,
+                "stage2_epochs": 0,
+            }
+        )
+
+
+class TransformSettings(_Settings):
+    """What the Transform's ``preprocessing_fn`` reads."""
+
+    image_size: int = Field(ge=1)
+
+
+class StageHistory(BaseModel):
+    """Per-epoch metrics of one training stage, as Keras logs them."""
+
+    loss: list[float] = []
+    accuracy: list[float] = []
+    val_loss: list[float] = []
+    val_accuracy: list[float] = []
+
+
+class PlanStep(BaseModel):
+    """One step of the stage 2 schedule: from which layer up, for how many epochs."""
+
+    first_layer: str
+    epochs: int
+
+
+class EpochRow(BaseModel):
+    """One epoch of either stage."""
+
+    epoch: int
+    stage: int
+    loss: float
+    accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
+
+
+class TrainingSummary(BaseModel):
+    """What one Trainer run did; written as ``training_summary.json`` with the model."""
+
+    class_names: list[str]
+    settings: TrainerSettings
+    split_sizes: dict[str, int]
+    stage1: StageHistory
+    stage2: StageHistory | None = None
+    stage2_plan: list[PlanStep] = []
+    stage2_trainable_layers: list[str] = []
+    head_only_validation_accuracy: float
+    fine_tuned_validation_accuracy: float | None = None
+    kept_stage: int = 1
+    xla: bool = False
+    trainable_params: int = 0
+    validation_confusion_matrix: list[list[int]] = []
+
+    def epochs(self) -> list[EpochRow]:
+        """Both stages epoch by epoch (the one place that joins them)."""
+        rows = []
+        for stage, history in ((1, self.stage1), (2, self.stage2)):
+            if history is None:
+                continue
+            for index, loss in enumerate(history.loss):
+                rows.append(
+                    EpochRow(
+                        epoch=len(rows) + 1,
+                        stage=stage,
+                        loss=loss,
+                        accuracy=history.accuracy[index],
+                        val_loss=_at(history.val_loss, index),
+                        val_accuracy=_at(history.val_accuracy, index),
+                    )
+                )
+        return rows
+
+    @property
+    def stage1_epochs_run(self) -> int:
+        """Epochs stage 1 ran (fewer than configured after early stopping)."""
+        return len(self.stage1.loss)
+
+    @property
+    def kept_validation_accuracy(self) -> float:
+        """Validation accuracy of the stage whose weights were exported."""
+        if self.kept_stage == 2 and self.fine_tuned_validation_accuracy is not None:
+            return self.fine_tuned_validation_accuracy
+        return self.head_only_validation_accuracy
+
+
+def _at(values: list[float], index: int) -> float | None:
+    return values[index] if index < len(values) else None
