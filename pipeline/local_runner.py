@@ -12,7 +12,7 @@ from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
 from components import image_example_gen, image_files
 from components.modules import model as model_lib
-from pipeline import run_lock
+from pipeline import run_lock, uncached_nodes
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 from pipeline.run_report import RunReport, read_run_report
@@ -80,5 +80,7 @@ def run(config: PipelineConfig) -> RunReport:
         logging.info(
             "Running pipeline %r with %s; MLMD at %s", config.pipeline_name, config.runner, config.metadata_path
         )
-        runner.run(create_pipeline(config, connection))
+        pipeline = create_pipeline(config, connection)
+        # The Pusher runs every time: it pushes again if the served version was lost.
+        uncached_nodes.UncachedNodesRunner(runner, uncached_nodes.pusher_ids(pipeline)).run(pipeline)
         return read_run_report(config.metadata_path, config.pipeline_name)
