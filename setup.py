@@ -27,6 +27,8 @@ INSTALL_REQUIRES = [
     "pillow==12.3.0",
     "click==8.5.1",
     "PyYAML==6.0.3",
+    # The pipeline root run lock (pipeline/run_lock.py).
+    "portalocker==4.4.2",
     # Learning-curve and confusion-matrix PNGs.
     "matplotlib==3.9.2",
 ]

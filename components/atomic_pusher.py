@@ -1,25 +1,21 @@
 """Pusher whose versions appear in the serving directory only when complete.
 
 TFX's Pusher copies into ``<base>/<version>/`` in place, so TF Serving (which polls
-the base directory) can load a half-copied model. This executor copies into a
-hidden temporary folder in the same base directory and renames it to the version
-number: on a local disk or a mounted PVC the version appears at once, complete.
-It also skips a push when the newest version already holds the same model (an
-unchanged rerun re-blesses the cached model) and keeps only the newest K versions.
+the base directory) can load a half-copied model. This executor pushes with
+``serving_dir.atomic_push`` (a hidden staging folder renamed to a free version
+number). It skips a push when the newest version already holds the same model
+(an unchanged rerun re-blesses the cached model), pushes again when the served
+version is gone (the local runner never caches the Pusher, see
+``pipeline/uncached_nodes.py``), and keeps only the newest K versions.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import re
-import time
-import uuid
 from typing import Any
 
-import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.components.pusher import executor as tfx_pusher_executor
 from tfx.dsl.components.base import executor_spec
@@ -27,73 +23,9 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from components import serving_dir
+
 KEEP_VERSIONS_KEY = "keep_versions"
-_VERSION = re.compile(r"^\d+$")
-_FINGERPRINTED = ("saved_model.pb", os.path.join("variables", "variables.index"))
-
-
-def list_versions(base: str) -> list[int]:
-    """Numeric version folders under ``base``, oldest first."""
-    if not tf.io.gfile.isdir(base):
-        return []
-    names = (name.rstrip("/") for name in tf.io.gfile.listdir(base))
-    return sorted(int(name) for name in names if _VERSION.match(name))
-
-
-def model_fingerprint(model_dir: str) -> str:
-    """SHA-256 over the graph and the variables index (they change with any weight)."""
-    digest = hashlib.sha256()
-    for relative in _FINGERPRINTED:
-        path = os.path.join(model_dir, relative)
-        if tf.io.gfile.exists(path):
-            with tf.io.gfile.GFile(path, "rb") as handle:
-                digest.update(handle.read())
-    variables = os.path.join(model_dir, "variables")
-    if tf.io.gfile.isdir(variables):
-        for name in sorted(tf.io.gfile.listdir(variables)):
-            if name.startswith("variables.data"):
-                with tf.io.gfile.GFile(os.path.join(variables, name), "rb") as handle:
-                    digest.update(handle.read())
-    return digest.hexdigest()
-
-
-def atomic_push(model_dir: str, base: str, version: int) -> str:
-    """Copies ``model_dir`` to ``<base>/<version>`` through a hidden temporary folder.
-
-    Returns:
-      The version folder.
-
-    Raises:
-      FileExistsError: If the version folder exists already.
-    """
-    final = os.path.join(base, str(version))
-    if tf.io.gfile.exists(final):
-        raise FileExistsError(f"Version folder {final} exists already.")
-    staging = os.path.join(base, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
-    tf.io.gfile.makedirs(base)
-    try:
-        io_utils.copy_dir(model_dir, staging)
-        tf.io.gfile.rename(staging, final)
-    except BaseException:
-        if tf.io.gfile.exists(staging):
-            tf.io.gfile.rmtree(staging)
-        raise
-    return final
-
-
-def prune_versions(base: str, keep: int) -> list[int]:
-    """Deletes all but the newest ``keep`` versions; returns the deleted ones."""
-    versions = list_versions(base)
-    doomed = versions[:-keep] if keep > 0 else []
-    for version in doomed:
-        tf.io.gfile.rmtree(os.path.join(base, str(version)))
-    return doomed
-
-
-def next_version(base: str) -> int:
-    """Unix seconds, or one more than the newest version if that is later."""
-    versions = list_versions(base)
-    return max(int(time.time()), versions[-1] + 1 if versions else 0)
 
 
 class AtomicPusherExecutor(tfx_pusher_executor.Executor):
@@ -115,17 +47,15 @@ class AtomicPusherExecutor(tfx_pusher_executor.Executor):
             raise NotImplementedError("AtomicPusher pushes to a filesystem destination only.")
         base = destination.filesystem.base_directory
         custom = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
-        versions = list_versions(base)
-        fingerprint = model_fingerprint(model_dir)
-        if versions and model_fingerprint(os.path.join(base, str(versions[-1]))) == fingerprint:
-            version = versions[-1]
-            serving_path = os.path.join(base, str(version))
+        newest = serving_dir.newest_model_dir(base)
+        if newest and serving_dir.model_fingerprint(newest) == serving_dir.model_fingerprint(model_dir):
+            serving_path = newest
             logging.info("The newest version %s already serves this model; nothing copied.", serving_path)
         else:
-            version = next_version(base)
-            serving_path = atomic_push(model_dir, base, version)
+            serving_path = serving_dir.atomic_push(model_dir, base)
             logging.info("Model written to serving path %s.", serving_path)
-        deleted = prune_versions(base, int(custom.get(KEEP_VERSIONS_KEY, 0)))
+        version = int(os.path.basename(serving_path))
+        deleted = serving_dir.prune_versions(base, int(custom.get(KEEP_VERSIONS_KEY, 0)))
         if deleted:
             logging.info("Deleted old versions %s (keeping %s).", deleted, custom[KEEP_VERSIONS_KEY])
         io_utils.copy_dir(model_dir, pushed.uri)

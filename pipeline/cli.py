@@ -146,17 +146,28 @@ def main(verbose: bool) -> None:
 
 @main.command(cls=ConfigCommand)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML or JSON config file.")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="If another run holds the pipeline root: seconds to wait for it (-1: no limit; 0: stop at once).",
+)
 @_config_options
-def run(config_file: str | None, **flags: Any) -> None:
+def run(config_file: str | None, wait_seconds: float, **flags: Any) -> None:
     """Run the whole pipeline locally on a folder of labelled images."""
-    from pipeline import local_runner
+    from pipeline import local_runner, run_lock
 
     try:
         config = config_from_flags(config_file, flags)
         local_runner.preflight(config)
     except (config_lib.ConfigError, ValueError, RuntimeError, OSError) as error:
         raise click.ClickException(str(error)) from None
-    report = local_runner.run(config)
+    try:
+        report = local_runner.run(config, wait_seconds)
+    except run_lock.PipelineRootBusyError as error:
+        raise click.ClickException(str(error)) from None
     click.echo(report.format())
 
 
@@ -166,27 +177,45 @@ def run(config_file: str | None, **flags: Any) -> None:
 @click.option("--server", help="Ask TF Serving: http://host:8501 (REST) or host:8500 with --grpc.")
 @click.option("--grpc", "use_grpc", is_flag=True, help="Use gRPC (PredictionService) instead of REST.")
 @click.option("--model-name", default="image_classifier", show_default=True, help="Model name on the server.")
-@click.option("--top-k", default=3, show_default=True, help="Classes shown per image.")
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    help="Classes shown per image (default: all the model returns, i.e. the config's top_k).",
+)
 def predict(
-    images: tuple[str, ...], model_dir: str | None, server: str | None, use_grpc: bool, model_name: str, top_k: int
+    images: tuple[str, ...],
+    model_dir: str | None,
+    server: str | None,
+    use_grpc: bool,
+    model_name: str,
+    top_k: int | None,
 ) -> None:
-    """Classify image files with a pushed model, locally or through TF Serving."""
+    """Classify image files, or every image in a folder, with a pushed model, locally or through TF Serving.
+
+    Prints every good prediction, then one line per file that failed with its
+    reason; exits with 1 if any file failed.
+    """
     from pipeline import predict as predict_lib
-    from pipeline import serving_client
 
     if (model_dir is None) == (server is None):
         raise click.UsageError("Pass exactly one of --model-dir (local) or --server (TF Serving).")
-    paths = list(images)
+    paths, failures = predict_lib.expand_paths(images)
     try:
         if model_dir:
-            predictions = predict_lib.predict_files(model_dir, paths)
+            classify = predict_lib.local_classifier(model_dir)
         else:
-            encoded = predict_lib.read_images(paths)
-            call = serving_client.predict_grpc if use_grpc else serving_client.predict_rest
-            predictions = call(server, model_name, paths, encoded)
-    except (FileNotFoundError, ValueError, ConnectionError) as error:
+            classify = predict_lib.server_classifier(server, model_name, use_grpc)
+        results = predict_lib.classify_files(paths, classify)
+    except (FileNotFoundError, ConnectionError) as error:
         raise click.ClickException(str(error)) from error
-    click.echo(predict_lib.format_table(predictions, top_k))
+    predictions = [result for result in results if isinstance(result, predict_lib.Prediction)]
+    failures += [result for result in results if isinstance(result, predict_lib.Failure)]
+    if predictions:
+        click.echo(predict_lib.format_table(predictions, top_k))
+    if failures:
+        click.echo(predict_lib.format_failures(failures), err=True)
+        click.echo(f"{len(failures)} of {len(predictions) + len(failures)} files failed.", err=True)
+        sys.exit(1)
 
 
 @main.command("generate-data")

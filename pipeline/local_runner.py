@@ -13,6 +13,7 @@ from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 from components import image_example_gen, image_files, splits
 from components.modules import model as model_lib
 from components.modules.settings import BACKBONES, TrainerSettings
+from pipeline import run_lock, uncached_nodes
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 from pipeline.run_report import RunReport, read_run_report
@@ -133,15 +134,26 @@ def _weights_hint(message: str, settings: TrainerSettings) -> str:
     )
 
 
-def run(config: PipelineConfig) -> RunReport:
+def run(config: PipelineConfig, wait_seconds: float = 0.0) -> RunReport:
     """Runs the whole pipeline with SQLite MLMD under the pipeline root.
+
+    Holds the pipeline root's run lock for the whole run (see ``run_lock``);
+    ``wait_seconds`` is how long to wait for another run to finish (-1: no limit).
 
     Returns:
       What the run did, read back from MLMD.
+
+    Raises:
+      run_lock.PipelineRootBusyError: If another run holds the pipeline root.
     """
     os.makedirs(config.pipeline_root, exist_ok=True)
-    connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
-    runner = BeamDagRunner() if config.runner == "beam" else tfx.orchestration.LocalDagRunner()
-    logging.info("Running pipeline %r with %s; MLMD at %s", config.pipeline_name, config.runner, config.metadata_path)
-    runner.run(create_pipeline(config, connection))
-    return read_run_report(config.metadata_path, config.pipeline_name)
+    with run_lock.pipeline_root_lock(config.pipeline_root, wait_seconds):
+        connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+        runner = BeamDagRunner() if config.runner == "beam" else tfx.orchestration.LocalDagRunner()
+        logging.info(
+            "Running pipeline %r with %s; MLMD at %s", config.pipeline_name, config.runner, config.metadata_path
+        )
+        pipeline = create_pipeline(config, connection)
+        # The Pusher runs every time: it pushes again if the served version was lost.
+        uncached_nodes.UncachedNodesRunner(runner, uncached_nodes.pusher_ids(pipeline)).run(pipeline)
+        return read_run_report(config.metadata_path, config.pipeline_name)

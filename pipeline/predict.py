@@ -1,87 +1,200 @@
-"""Classifies image files with a pushed SavedModel, the way TF Serving would."""
+"""Classifies image files with a pushed SavedModel, the way TF Serving would.
+
+Each file is one request, so one bad file costs only its own result: the
+outcome of every file is either a ``Prediction`` or a ``Failure`` with the real
+reason (missing file, or the model's own message such as "Unknown image file
+format. One of JPEG, PNG, GIF, BMP required.").
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import re
+from collections.abc import Callable, Iterable, Sequence
 
 import tensorflow as tf
 
-_VERSION = re.compile(r"^\d+$")
+from components import serving_dir
+
+# What the model's decode_image reads; a folder argument expands to these files.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+REASON_MISSING = "file not found"
+# Lines of a TensorFlow error message that are not the reason itself.
+_NOISE = re.compile(r"^(Graph execution error:|Detected at node |<stack traces unavailable>|\s|\[\[)")
+_NODE_SUFFIX = re.compile(r"\s*\[\[\{\{.*$")
 
 
 @dataclasses.dataclass(frozen=True)
 class Prediction:
-    """Top classes of one image."""
+    """Top classes of one image, best first."""
 
     path: str
     classes: list[str]
     scores: list[float]
 
 
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """A file that got no prediction, and why."""
+
+    path: str
+    reason: str
+
+
+class ImageError(ValueError):
+    """The model (or TF Serving) refused one image; the message is the reason."""
+
+
+# Classifies one file's bytes; raises ImageError for a bad image.
+Classifier = Callable[[str, bytes], Prediction]
+
+
+def model_error_reason(message: str) -> str:
+    """The useful line of a TensorFlow error message.
+
+    ``Graph execution error:`` messages start with the node and its stack trace;
+    the reason (e.g. "Unknown image file format. One of JPEG, PNG, GIF, BMP
+    required.") comes after them, followed by ``[[{{node ...}}]]``.
+    """
+    for line in message.splitlines():
+        if line.strip() and not _NOISE.match(line):
+            return _NODE_SUFFIX.sub("", line).strip()
+    return message.strip().splitlines()[0] if message.strip() else "unknown error (empty message)"
+
+
+def expand_paths(arguments: Iterable[str]) -> tuple[list[str], list[Failure]]:
+    """Files to classify: other arguments as given, folders as every image inside (recursively, sorted).
+
+    Hidden files and folders are skipped; an image is a file ending in one of
+    ``IMAGE_EXTENSIONS`` (any case). A missing file stays in the list (reading it
+    reports it), so that failures come in the order of the arguments.
+
+    Returns:
+      The files, and a failure for each folder without images.
+    """
+    paths: list[str] = []
+    failures: list[Failure] = []
+    for argument in arguments:
+        if not tf.io.gfile.isdir(argument):
+            paths.append(argument)
+            continue
+        images = _images_in(argument)
+        paths.extend(images)
+        if not images:
+            failures.append(Failure(argument, f"folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})"))
+    return paths, failures
+
+
+def _images_in(folder: str) -> list[str]:
+    found = []
+    for parent, dirs, files in tf.io.gfile.walk(folder):
+        dirs[:] = [name for name in dirs if not name.startswith(".")]  # walk() does not enter hidden folders
+        found.extend(
+            os.path.join(parent, name)
+            for name in files
+            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+        )
+    return sorted(found)
+
+
+def classify_files(paths: Sequence[str], classify: Classifier) -> list[Prediction | Failure]:
+    """Reads and classifies each file; a file that fails gets a ``Failure``, the others go on.
+
+    Errors other than ``ImageError`` and unreadable files (e.g. a server that
+    cannot be reached) stop the whole batch.
+    """
+    results: list[Prediction | Failure] = []
+    for path in paths:
+        try:
+            with tf.io.gfile.GFile(path, "rb") as handle:
+                data = handle.read()
+        except tf.errors.NotFoundError:
+            results.append(Failure(path, REASON_MISSING))
+            continue
+        except tf.errors.OpError as error:
+            results.append(Failure(path, f"cannot be read: {model_error_reason(error.message)}"))
+            continue
+        try:
+            results.append(classify(path, data))
+        except ImageError as error:
+            results.append(Failure(path, str(error)))
+    return results
+
+
 def resolve_model_dir(model_dir: str) -> str:
-    """A SavedModel folder, or the newest numeric version under a model base path.
+    """A SavedModel folder, or the newest complete numeric version under a model base path.
 
     Raises:
       FileNotFoundError: If neither a SavedModel nor a version folder is there.
     """
     if tf.io.gfile.exists(os.path.join(model_dir, "saved_model.pb")):
         return model_dir
-    if tf.io.gfile.isdir(model_dir):
-        versions = [name.rstrip("/") for name in tf.io.gfile.listdir(model_dir)]
-        versions = sorted((v for v in versions if _VERSION.match(v)), key=int)
-        for version in reversed(versions):
-            candidate = os.path.join(model_dir, version)
-            if tf.io.gfile.exists(os.path.join(candidate, "saved_model.pb")):
-                return candidate
-    raise FileNotFoundError(
-        f"No SavedModel in {model_dir!r}: expected saved_model.pb there or in a numeric version sub-folder."
-    )
+    newest = serving_dir.newest_model_dir(model_dir)
+    if newest is None:
+        raise FileNotFoundError(
+            f"No SavedModel in {model_dir!r}: expected saved_model.pb there or in a numeric version sub-folder."
+        )
+    return newest
 
 
-def read_images(paths: list[str]) -> list[bytes]:
-    """The encoded bytes of each file.
+def local_classifier(model_dir: str) -> Classifier:
+    """Runs ``serving_default`` of the model at ``model_dir`` (see ``resolve_model_dir``) on one image.
 
     Raises:
-      FileNotFoundError: Naming the first missing file.
+      FileNotFoundError: If there is no model there.
     """
-    images = []
-    for path in paths:
-        if not tf.io.gfile.exists(path):
-            raise FileNotFoundError(f"Image not found: {path}")
-        with tf.io.gfile.GFile(path, "rb") as handle:
-            images.append(handle.read())
-    return images
+    serve = tf.saved_model.load(resolve_model_dir(model_dir)).signatures["serving_default"]
 
-
-def predict_files(model_dir: str, paths: list[str]) -> list[Prediction]:
-    """Runs ``serving_default`` on the encoded bytes of each file, one request per file.
-
-    Raises:
-      FileNotFoundError: If the model or an image file is missing.
-      ValueError: If a file is not a decodable image (the model's message is kept).
-    """
-    model = tf.saved_model.load(resolve_model_dir(model_dir))
-    serve = model.signatures["serving_default"]
-    predictions = []
-    for path, image in zip(paths, read_images(paths), strict=True):
+    def classify(path: str, image: bytes) -> Prediction:
         try:
             outputs = serve(image_bytes=tf.constant([image]))
         except tf.errors.InvalidArgumentError as error:
-            raise ValueError(f"{path}: the model cannot decode it: {error.message.splitlines()[0]}") from error
-        predictions.append(
-            Prediction(
-                path=path,
-                classes=[name.decode("utf-8") for name in outputs["classes"].numpy()[0]],
-                scores=[float(score) for score in outputs["scores"].numpy()[0]],
-            )
+            raise ImageError(model_error_reason(error.message)) from error
+        return Prediction(
+            path=path,
+            classes=[name.decode("utf-8") for name in outputs["classes"].numpy()[0]],
+            scores=[float(score) for score in outputs["scores"].numpy()[0]],
         )
-    return predictions
+
+    return classify
 
 
-def format_table(predictions: list[Prediction], top_k: int = 3) -> str:
-    """A plain-text table: path, then the top classes with their scores."""
+def server_classifier(server: str, model_name: str, use_grpc: bool = False) -> Classifier:
+    """Asks TF Serving (REST at ``http://host:8501``, or gRPC at ``host:8500``) about one image per request.
+
+    An error answer for the image becomes an ``ImageError``; a server that cannot
+    be reached raises ``ConnectionError`` (it would fail every file).
+    """
+    from pipeline import serving_client
+
+    call = serving_client.predict_grpc if use_grpc else serving_client.predict_rest
+
+    def classify(path: str, image: bytes) -> Prediction:
+        try:
+            return call(server, model_name, [path], [image])[0]
+        except ValueError as error:
+            raise ImageError(model_error_reason(str(error))) from error
+
+    return classify
+
+
+def predict_files(model_dir: str, paths: list[str]) -> list[Prediction]:
+    """Classifies files that must all succeed (e.g. the demo's hold-out images).
+
+    Raises:
+      FileNotFoundError: If the model is missing.
+      ValueError: Naming every file that failed and why.
+    """
+    results = classify_files(paths, local_classifier(model_dir))
+    failures = [result for result in results if isinstance(result, Failure)]
+    if failures:
+        raise ValueError("; ".join(f"{failure.path}: {failure.reason}" for failure in failures))
+    return [result for result in results if isinstance(result, Prediction)]
+
+
+def format_table(predictions: Sequence[Prediction], top_k: int | None = None) -> str:
+    """A plain-text table: path, then the top classes with their scores (all the model gave, or ``top_k``)."""
     rows = [("image", "top classes")]
     for prediction in predictions:
         tops = ", ".join(
@@ -91,3 +204,8 @@ def format_table(predictions: list[Prediction], top_k: int = 3) -> str:
         rows.append((prediction.path, tops))
     width = max(len(row[0]) for row in rows)
     return "\n".join(f"{path:<{width}}  {tops}" for path, tops in rows)
+
+
+def format_failures(failures: Sequence[Failure]) -> str:
+    """One line per failed file: ``<path>: <reason>``."""
+    return "\n".join(f"{failure.path}: {failure.reason}" for failure in failures)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -72,6 +73,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     results["versions_after_second"] = _versions(first)
     results["blocked"] = local_runner.run(_config(root, min_accuracy=0.99, runner="beam"))
     results["versions_after_blocked"] = _versions(first)
+    # An operator deletes the serving directory; the same command runs again.
+    shutil.rmtree(first.serving_dir)
+    results["repaired"] = local_runner.run(first)
+    results["versions_after_repair"] = _versions(first)
     # Domain transfer: a new pipeline starts from the first run's trained backbone.
     results["base_model"] = _trainer_model_uri(first)
     transfer = _config(
@@ -205,6 +210,15 @@ def test_gate_blocks_push_and_serving_dir_is_unchanged(runs: dict) -> None:
     accuracy = report.gate.candidate_accuracy
     assert f"test accuracy {accuracy:.3f} is below min_accuracy 0.990" in report.gate.reasons
     assert f"not blessed: test accuracy {accuracy:.3f} is below min_accuracy 0.990" in report.format()
+
+
+def test_a_wiped_serving_dir_is_repaired_by_a_rerun(runs: dict) -> None:
+    report = runs["repaired"]
+    assert report.component_states["Trainer"] == "cached" and report.component_states["Pusher"] == "ran"
+    assert report.blessed is True
+    assert len(runs["versions_after_repair"]) == 1
+    assert os.path.isfile(os.path.join(report.pushed_to, "saved_model.pb"))
+    assert "MISSING" not in report.format()
 
 
 def test_domain_transfer_starts_from_the_earlier_model(runs: dict) -> None:
