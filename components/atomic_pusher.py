@@ -6,16 +6,20 @@ the base directory) can load a half-copied model. This executor pushes with
 number). It skips a push when the newest version already holds the same model
 (an unchanged rerun re-blesses the cached model), pushes again when the served
 version is gone (the local runner never caches the Pusher, see
-``pipeline/uncached_nodes.py``), and keeps only the newest K versions.
+``pipeline/uncached_nodes.py``), and keeps only the newest K versions. A blessed
+candidate whose class set differs from the served model's is held back unless
+class changes are allowed: a model that no longer knows a class can tie on
+accuracy and would silently stop recognising it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import Any
 
+import tensorflow as tf
+from pydantic import BaseModel, ConfigDict
 from tfx import v1 as tfx
 from tfx.components.pusher import executor as tfx_pusher_executor
 from tfx.dsl.components.base import executor_spec
@@ -24,8 +28,47 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 from components import serving_dir
+from components.modules import features
 
-KEEP_VERSIONS_KEY = "keep_versions"
+NOT_PUSHED_REASON = "not_pushed_reason"
+
+
+class PusherSettings(BaseModel):
+    """The Pusher's ``custom_config``.
+
+    Attributes:
+      keep_versions: Pushed versions kept (0: all).
+      allow_class_changes: Push a candidate whose classes differ from the served model's.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    keep_versions: int
+    allow_class_changes: bool
+
+
+def class_names(model_dir: str) -> list[str] | None:
+    """The classes a pushed model answers with (its label vocabulary), None if it has none."""
+    path = os.path.join(model_dir, "assets", features.LABEL_VOCAB_NAME)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as handle:
+        return [line.rstrip("\n") for line in handle if line.strip()]
+
+
+def class_change(served_dir: str, candidate_dir: str) -> str:
+    """Why the candidate's classes differ from the served model's, or ``""`` if they do not."""
+    served, candidate = class_names(served_dir), class_names(candidate_dir)
+    if served is None or candidate is None or set(served) == set(candidate):
+        return ""
+    lost, new = sorted(set(served) - set(candidate)), sorted(set(candidate) - set(served))
+    parts = ([f"the served model's classes {lost} are missing"] if lost else []) + (
+        [f"new classes {new}"] if new else []
+    )
+    return (
+        f"class set changed ({'; '.join(parts)}): not pushed. Add the missing class folders back, "
+        "or set allow_class_changes: true to serve the new class set"
+    )
 
 
 class AtomicPusherExecutor(tfx_pusher_executor.Executor):
@@ -46,8 +89,14 @@ class AtomicPusherExecutor(tfx_pusher_executor.Executor):
         if destination.WhichOneof("destination") != "filesystem":
             raise NotImplementedError("AtomicPusher pushes to a filesystem destination only.")
         base = destination.filesystem.base_directory
-        custom = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
+        settings = PusherSettings.model_validate_json(exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY])
         newest = serving_dir.newest_model_dir(base)
+        reason = class_change(newest, model_dir) if newest and not settings.allow_class_changes else ""
+        if reason:
+            logging.warning("Pusher: %s.", reason)
+            self._MarkNotPushed(pushed)
+            pushed.set_string_custom_property(NOT_PUSHED_REASON, reason)
+            return
         if newest and serving_dir.model_fingerprint(newest) == serving_dir.model_fingerprint(model_dir):
             serving_path = newest
             logging.info("The newest version %s already serves this model; nothing copied.", serving_path)
@@ -55,23 +104,23 @@ class AtomicPusherExecutor(tfx_pusher_executor.Executor):
             serving_path = serving_dir.atomic_push(model_dir, base)
             logging.info("Model written to serving path %s.", serving_path)
         version = int(os.path.basename(serving_path))
-        deleted = serving_dir.prune_versions(base, int(custom.get(KEEP_VERSIONS_KEY, 0)))
+        deleted = serving_dir.prune_versions(base, settings.keep_versions)
         if deleted:
-            logging.info("Deleted old versions %s (keeping %s).", deleted, custom[KEEP_VERSIONS_KEY])
+            logging.info("Deleted old versions %s (keeping %s).", deleted, settings.keep_versions)
         io_utils.copy_dir(model_dir, pushed.uri)
         self._MarkPushed(pushed, pushed_destination=serving_path, pushed_version=str(version))
 
 
 def create_pusher(
-    model: tfx.dsl.Channel, model_blessing: tfx.dsl.Channel, base_directory: str, keep_versions: int
+    model: tfx.dsl.Channel, model_blessing: tfx.dsl.Channel, base_directory: str, settings: PusherSettings
 ) -> tfx.components.Pusher:
-    """A Pusher with the atomic executor; keeps the newest ``keep_versions`` (0: all)."""
+    """A Pusher with the atomic executor and its settings."""
     return tfx.components.Pusher(
         model=model,
         model_blessing=model_blessing,
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=base_directory)
         ),
-        custom_config={KEEP_VERSIONS_KEY: keep_versions},
+        custom_config=settings.model_dump(),
         custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),
     )

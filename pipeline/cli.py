@@ -40,7 +40,9 @@ _SECTIONS = {
         "data_root", "input_pattern", "span", "validation_percent", "test_percent", "max_pixels", "min_side",
         "schema_file",
     ),
-    "Gate and serving": ("min_accuracy", "max_accuracy_drop", "serving_dir", "model_name", "keep_versions"),
+    "Gate and serving": (
+        "min_accuracy", "max_accuracy_drop", "allow_class_changes", "serving_dir", "model_name", "keep_versions",
+    ),
     "Comparison and transfer": ("compare_from_scratch", "base_model"),
     "Pipeline and runtime": (
         "pipeline_name", "pipeline_root", "runner", "beam_args", "enable_cache", "user_code", "transform_statistics",
@@ -144,6 +146,11 @@ def main(verbose: bool) -> None:
     _setup_logging(verbose)
 
 
+# `run` exit codes (README, "Operations").
+EXIT_NOT_BLESSED = 3
+EXIT_HELD_BACK = 4
+
+
 @main.command(cls=ConfigCommand)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML or JSON config file.")
 @click.option(
@@ -154,21 +161,36 @@ def main(verbose: bool) -> None:
     show_default=True,
     help="If another run holds the pipeline root: seconds to wait for it (-1: no limit; 0: stop at once).",
 )
+@click.option(
+    "--fail-if-not-blessed",
+    is_flag=True,
+    help=f"Exit {EXIT_NOT_BLESSED} when the gate does not bless the model, {EXIT_HELD_BACK} when a blessed model "
+    "is held back (class set changed), so a scheduler can tell the outcomes apart.",
+)
 @_config_options
-def run(config_file: str | None, wait_seconds: float, **flags: Any) -> None:
+def run(config_file: str | None, wait_seconds: float, fail_if_not_blessed: bool, **flags: Any) -> None:
     """Run the whole pipeline locally on a folder of labelled images."""
-    from pipeline import local_runner, run_lock
+    from pipeline import local_runner, run_lock, run_log, run_report
 
     try:
         config = config_from_flags(config_file, flags)
         local_runner.preflight(config)
     except (config_lib.ConfigError, ValueError, RuntimeError, OSError) as error:
         raise click.ClickException(str(error)) from None
+    log_path = run_log.attach_log_file(config.pipeline_root)
     try:
         report = local_runner.run(config, wait_seconds)
     except run_lock.PipelineRootBusyError as error:
         raise click.ClickException(str(error)) from None
+    except Exception as error:  # noqa: BLE001 (any component failure: one line here, the traceback in the log)
+        component = run_report.failed_component(config.metadata_path, config.pipeline_name)
+        raise click.ClickException(run_log.failure_line(component, error, log_path)) from None
     click.echo(report.format())
+    click.echo(f"  full log: {log_path}")
+    if fail_if_not_blessed and report.blessed is False:
+        sys.exit(EXIT_NOT_BLESSED)
+    if fail_if_not_blessed and report.not_pushed_reason:
+        sys.exit(EXIT_HELD_BACK)
 
 
 @main.command()

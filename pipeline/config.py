@@ -80,6 +80,10 @@ class PipelineConfig(BaseModel):
     max_accuracy_drop: float = Field(
         0.0, ge=0.0, le=1.0, description="The gate: at most this much below the served (latest blessed) model."
     )
+    allow_class_changes: bool = Field(
+        False,
+        description="Push a blessed model whose classes differ from the served model's (default: hold it back).",
+    )
     runner: Runner = Field("local", description="local (LocalDagRunner) or beam (BeamDagRunner).")
     beam_args: tuple[str, ...] = Field((), description="Extra Beam pipeline flags, e.g. --direct_num_workers=2.")
     enable_cache: bool = Field(True, description="Reuse outputs of unchanged components across runs.")

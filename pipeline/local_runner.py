@@ -54,6 +54,10 @@ def preflight(config: PipelineConfig) -> splits.Assignment:
         logging.warning("Split: %s", note)
     for folder in (config.pipeline_root, config.serving_dir):
         _require_writable(folder)
+    if config.schema_file and not tf.io.gfile.exists(config.schema_file):
+        raise FileNotFoundError(
+            f"schema_file {config.schema_file!r} does not exist; omit it to use the default schema."
+        )
     _check_weights(config)
     return assignment
 

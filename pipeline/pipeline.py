@@ -177,7 +177,12 @@ def create_pipeline(
         eval_config(config.min_accuracy, config.max_accuracy_drop),
     )
     pusher = atomic_pusher.create_pusher(
-        trainer.outputs["model"], evaluator.outputs["blessing"], config.model_push_dir, config.keep_versions
+        trainer.outputs["model"],
+        evaluator.outputs["blessing"],
+        config.model_push_dir,
+        atomic_pusher.PusherSettings(
+            keep_versions=config.keep_versions, allow_class_changes=config.allow_class_changes
+        ),
     )
     comparison = []
     if config.compare_from_scratch:

@@ -12,7 +12,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from components import image_example_gen
+from components import atomic_pusher, image_example_gen
 from components.modules import reports
 from components.modules.settings import TrainingSummary
 from pipeline import evaluation
@@ -42,6 +42,7 @@ class RunReport:
     gate: GateResult | None = None
     comparison: GateResult | None = None
     pushed_to: str | None = None
+    not_pushed_reason: str = ""
 
     @property
     def blessed(self) -> bool | None:
@@ -100,6 +101,8 @@ class RunReport:
             )
         if self.gate is not None and not self.gate.blessed:
             lines.append(f"  not blessed: {'; '.join(self.gate.reasons) or 'no reason recorded'}")
+        if self.not_pushed_reason:
+            lines.append(f"  HELD BACK: {self.not_pushed_reason}")
         lines.append(f"  blessed: {self.blessed}; pushed to: {self._pushed_text()}")
         return lines
 
@@ -169,6 +172,22 @@ def _anomalies(uri: str) -> list[str]:
     return found
 
 
+def failed_component(metadata_path: str, pipeline_name: str) -> str | None:
+    """The component of the latest run that failed (or never finished), None if none is known."""
+    try:
+        store = metadata_store.MetadataStore(
+            tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
+        )
+        run = _latest_run_context(store, pipeline_name)
+    except Exception:  # noqa: BLE001 (no database or no run yet: nothing to name)
+        return None
+    unfinished = (metadata_store_pb2.Execution.FAILED, metadata_store_pb2.Execution.RUNNING)
+    for execution in sorted(store.get_executions_by_context(run.id), key=lambda execution: -execution.id):
+        if execution.last_known_state in unfinished:
+            return _node_name(store, execution)
+    return None
+
+
 def read_run_report(metadata_path: str, pipeline_name: str) -> RunReport:
     """Reads the latest run of ``pipeline_name`` from a SQLite MLMD database."""
     store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path))
@@ -206,5 +225,8 @@ def _add_outputs(report: RunReport, outputs: dict[str, dict[str, metadata_store_
                 report.comparison = gate
             else:
                 report.gate = gate
-        if "PushedModel" in artifacts and _custom(artifacts["PushedModel"], "pushed"):
-            report.pushed_to = _custom(artifacts["PushedModel"], "pushed_destination")
+        if "PushedModel" in artifacts:
+            pushed = artifacts["PushedModel"]
+            if _custom(pushed, "pushed"):
+                report.pushed_to = _custom(pushed, "pushed_destination")
+            report.not_pushed_reason = _custom(pushed, atomic_pusher.NOT_PUSHED_REASON) or ""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 
@@ -14,14 +13,17 @@ from components import atomic_pusher, serving_dir
 from tests.helpers import write
 
 
-def _model(root: str, content: bytes = b"graph") -> str:
+def _model(root: str, content: bytes = b"graph", classes: tuple[str, ...] = ("a", "b", "c")) -> str:
+    write(os.path.join(root, "assets", "label_vocab"), "\n".join(classes).encode() + b"\n")
     write(os.path.join(root, "saved_model.pb"), content)
     write(os.path.join(root, "variables", "variables.index"), b"index")
     write(os.path.join(root, "variables", "variables.data-00000-of-00001"), b"weights" * 100)
     return root
 
 
-def _run_executor(tmp_path: object, model_dir: str, blessed: bool, name: str) -> standard_artifacts.PushedModel:
+def _run_executor(
+    tmp_path: object, model_dir: str, blessed: bool, name: str, allow_class_changes: bool = False
+) -> standard_artifacts.PushedModel:
     model = standard_artifacts.Model()
     model.uri = os.path.dirname(model_dir)
     blessing = standard_artifacts.ModelBlessing()
@@ -38,7 +40,9 @@ def _run_executor(tmp_path: object, model_dir: str, blessed: bool, name: str) ->
         {standard_component_specs.PUSHED_MODEL_KEY: [pushed]},
         {
             standard_component_specs.PUSH_DESTINATION_KEY: proto_utils.proto_to_json(destination),
-            standard_component_specs.CUSTOM_CONFIG_KEY: json.dumps({atomic_pusher.KEEP_VERSIONS_KEY: 2}),
+            standard_component_specs.CUSTOM_CONFIG_KEY: atomic_pusher.PusherSettings(
+                keep_versions=2, allow_class_changes=allow_class_changes
+            ).model_dump_json(),
         },
     )
     return pushed
@@ -72,3 +76,20 @@ def test_executor_pushes_again_when_the_serving_dir_was_lost(tmp_path: object) -
     destination = pushed.get_string_custom_property("pushed_destination")
     assert os.path.exists(os.path.join(destination, "saved_model.pb"))
     assert serving_dir.list_versions(base) == [int(pushed.get_string_custom_property("pushed_version"))]
+
+
+def test_a_changed_class_set_is_held_back_unless_allowed(tmp_path: object) -> None:
+    base = f"{tmp_path}/serving"
+    served = _run_executor(tmp_path, _model(f"{tmp_path}/m1/Format-Serving", b"one"), blessed=True, name="1")
+    # Span 3 dropped class b: the new model ties on accuracy but no longer knows b.
+    fewer = _model(f"{tmp_path}/m2/Format-Serving", b"two", classes=("c", "a"))
+    held = _run_executor(tmp_path, fewer, blessed=True, name="2")
+    assert held.get_int_custom_property("pushed") == 0
+    reason = held.get_string_custom_property(atomic_pusher.NOT_PUSHED_REASON)
+    assert "the served model's classes ['b'] are missing" in reason and "allow_class_changes" in reason
+    assert serving_dir.list_versions(base) == [int(served.get_string_custom_property("pushed_version"))]
+    # The same order-independent class set is not a change; an explicit allowance pushes the new set.
+    same = _run_executor(tmp_path, _model(f"{tmp_path}/m3/Format-Serving", b"three", ("c", "b", "a")), True, "3")
+    assert same.get_int_custom_property("pushed") == 1
+    allowed = _run_executor(tmp_path, fewer, blessed=True, name="4", allow_class_changes=True)
+    assert allowed.get_int_custom_property("pushed") == 1 and len(serving_dir.list_versions(base)) == 2

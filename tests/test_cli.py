@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -110,3 +111,33 @@ def test_predict_reports_a_missing_model(tmp_path: object) -> None:
     image = write(os.path.join(str(tmp_path), "q.png"), encode(solid((1, 2, 3)), "PNG"))
     result = _run("predict", image, "--model-dir", str(tmp_path))
     assert result.exit_code == 1 and "No SavedModel in" in result.output
+
+
+def test_a_failing_run_prints_one_line_and_logs_the_traceback(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tensorflow as tf
+
+    from pipeline import local_runner
+
+    data = os.path.join(str(tmp_path), "data")
+    for label in ("a", "b"):
+        write(os.path.join(data, label, "1.png"), encode(solid((1, 2, 3)), "PNG"))
+    pipeline_root = os.path.join(str(tmp_path), "tfx_root")
+
+    def fail(*_: object) -> None:
+        raise tf.errors.InvalidArgumentError(
+            None, None, "Graph execution error:\n\nDetected at node x\n" + "dump\n" * 500
+        )
+
+    monkeypatch.setattr(local_runner, "run", fail)
+    result = _run("run", "--data-root", data, "--pipeline-root", pipeline_root, "--trainer-weights-hint", "x")
+    assert result.exit_code == 2  # an unknown flag is a usage error
+    result = _run("run", "--data-root", data, "--pipeline-root", pipeline_root, "--weights", "none")
+    assert result.exit_code == 1
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("Error: The run failed: InvalidArgumentError: Graph execution error:. Full log: ")
+    log_path = error.split("Full log: ")[1]
+    with open(log_path) as handle:
+        logged = handle.read()
+    assert "Traceback" in logged and "Detected at node x" in logged and "Traceback" not in result.output

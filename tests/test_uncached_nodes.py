@@ -72,7 +72,7 @@ def test_pusher_ids_finds_the_atomic_pusher() -> None:
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
         base_directory="/serving/model",
-        keep_versions=2,
+        settings=atomic_pusher.PusherSettings(keep_versions=2, allow_class_changes=False),
     )
     pipeline = tfx.dsl.Pipeline(pipeline_name="p", pipeline_root="/tmp/unused", components=[pusher])
     assert uncached_nodes.pusher_ids(pipeline) == ["Pusher"]
@@ -97,7 +97,12 @@ def test_a_lost_serving_dir_is_pushed_again_by_a_cached_rerun(tmp_path: object) 
         if run == 2:
             shutil.rmtree(base)
         train = TrainAndBless()
-        pusher = atomic_pusher.create_pusher(train.outputs["model"], train.outputs["blessing"], base, keep_versions=2)
+        pusher = atomic_pusher.create_pusher(
+            train.outputs["model"],
+            train.outputs["blessing"],
+            base,
+            atomic_pusher.PusherSettings(keep_versions=2, allow_class_changes=False),
+        )
         pipeline = tfx.dsl.Pipeline(
             pipeline_name="repair-test",
             pipeline_root=str(tmp_path / "tfx_root"),
