@@ -78,7 +78,7 @@ def ingest_file(
       the ``status`` or ``rejected`` output.
     """
     index, found, split = item
-    if index % PROGRESS_EVERY == 0:
+    if index and index % PROGRESS_EVERY == 0:
         logging.info("Ingest progress: file %d of %d (%s)", index + 1, total, found.relative_path)
     record = {"path": found.relative_path, "label": found.label}
     reason = image_files.precheck_reason(found)

@@ -6,8 +6,6 @@ config field is also a flag (``--image-size 96``), and flags override the file.
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 import typing
 import warnings
@@ -16,23 +14,7 @@ from typing import Any
 import click
 
 from pipeline import config as config_lib
-
-_LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
-
-
-def _setup_logging(verbose: bool) -> None:
-    if not verbose:
-        # TensorFlow's C++ start-up chatter (CUDA probing, CPU flags), read when TF
-        # loads, and Google client libraries' Python 3.10 end-of-support notices.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        warnings.filterwarnings("ignore", category=FutureWarning)
-    from absl import logging as absl_logging
-
-    logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT, force=True)
-    absl_logging.set_verbosity(absl_logging.INFO if verbose else absl_logging.WARNING)
-    for name in ("apache_beam", "absl", "tensorflow"):
-        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
-
+from pipeline import console, demo_data
 
 # Sections of `--help`: top-level config keys by topic (trainer keys have their own sections).
 _SECTIONS = {
@@ -140,10 +122,38 @@ def config_from_flags(config_file: str | None, flags: dict[str, Any]) -> config_
 
 
 @click.group()
-@click.option("-v", "--verbose", is_flag=True, help="Show TFX/Beam/TensorFlow INFO logs too.")
-def main(verbose: bool) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show every library message on the console too.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
     """Transfer-learning image classification on TFX."""
-    _setup_logging(verbose)
+    if not verbose:
+        # Google client libraries' Python 3.10 end-of-support notices, raised at import.
+        warnings.filterwarnings("ignore", category=FutureWarning)
+    console.setup(verbose)
+    ctx.obj = {"verbose": verbose}
+
+
+def _execute(config: config_lib.PipelineConfig, wait_seconds: float = 0.0) -> Any:
+    """Runs the pipeline with a log file in the pipeline root; a failure becomes one line.
+
+    Returns:
+      The run report (``pipeline.run_report.RunReport``), its log file path in ``log_path``.
+    """
+    from pipeline import local_runner, run_lock, run_log, run_report
+
+    verbose = click.get_current_context().find_root().params["verbose"]
+    log_path = run_log.attach_log_file(config.pipeline_root)
+    click.echo(f"Full log: {log_path}", err=True)
+    try:
+        with console.raw_output_to(log_path, enabled=not verbose):
+            report = local_runner.run(config, wait_seconds, steps=console.progress.expect)
+    except run_lock.PipelineRootBusyError as error:
+        raise click.ClickException(str(error)) from None
+    except Exception as error:  # noqa: BLE001 (any step failure: one line here, the traceback in the log)
+        component = run_report.failed_component(config.metadata_path, config.pipeline_name)
+        raise click.ClickException(run_log.failure_line(component, error, log_path)) from None
+    report.log_path = log_path
+    return report
 
 
 # `run` exit codes (README, "Operations").
@@ -170,23 +180,15 @@ EXIT_HELD_BACK = 4
 @_config_options
 def run(config_file: str | None, wait_seconds: float, fail_if_not_blessed: bool, **flags: Any) -> None:
     """Run the whole pipeline locally on a folder of labelled images."""
-    from pipeline import local_runner, run_lock, run_log, run_report
+    from pipeline import local_runner
 
     try:
         config = config_from_flags(config_file, flags)
         local_runner.preflight(config)
     except (config_lib.ConfigError, ValueError, RuntimeError, OSError) as error:
         raise click.ClickException(str(error)) from None
-    log_path = run_log.attach_log_file(config.pipeline_root)
-    try:
-        report = local_runner.run(config, wait_seconds)
-    except run_lock.PipelineRootBusyError as error:
-        raise click.ClickException(str(error)) from None
-    except Exception as error:  # noqa: BLE001 (any component failure: one line here, the traceback in the log)
-        component = run_report.failed_component(config.metadata_path, config.pipeline_name)
-        raise click.ClickException(run_log.failure_line(component, error, log_path)) from None
+    report = _execute(config, wait_seconds)
     click.echo(report.format())
-    click.echo(f"  full log: {log_path}")
     if fail_if_not_blessed and report.blessed is False:
         sys.exit(EXIT_NOT_BLESSED)
     if fail_if_not_blessed and report.not_pushed_reason:
@@ -258,18 +260,28 @@ def generate_data(out: str, domain: str, per_class: int, image_size: int, seed: 
 @main.command()
 @click.option("--data-root", required=True, help="Source-domain folder, one sub-folder per class.")
 @click.option("--out", required=True, help="Output weights file (*.weights.h5).")
-@click.option("--backbone", default="MobileNetV2", show_default=True)
-@click.option("--backbone-alpha", default=0.35, show_default=True)
-@click.option("--image-size", default=96, show_default=True)
-@click.option("--epochs", default=6, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--backbone", default=demo_data.BACKBONE, show_default=True)
+@click.option("--backbone-alpha", default=demo_data.ALPHA, show_default=True)
+@click.option("--image-size", default=demo_data.IMAGE_SIZE, show_default=True)
+@click.option("--epochs", default=demo_data.PRETRAIN_EPOCHS, show_default=True)
+@click.option("--batch-size", default=demo_data.PRETRAIN_BATCH_SIZE, show_default=True)
+@click.option("--seed", default=demo_data.PRETRAIN_SEED, show_default=True)
 def pretrain(
-    data_root: str, out: str, backbone: str, backbone_alpha: float, image_size: int, epochs: int, seed: int
+    data_root: str,
+    out: str,
+    backbone: str,
+    backbone_alpha: float,
+    image_size: int,
+    epochs: int,
+    batch_size: int,
+    seed: int,
 ) -> None:
     """Pretrain a backbone from scratch on a source folder (offline stand-in for ImageNet)."""
     from pipeline import pretrain as pretrain_lib
 
-    metrics = pretrain_lib.pretrain_backbone(data_root, out, backbone, image_size, backbone_alpha, epochs, seed=seed)
+    metrics = pretrain_lib.pretrain_backbone(
+        data_root, out, backbone, image_size, backbone_alpha, epochs, batch_size=batch_size, seed=seed
+    )
     click.echo(f"Saved {out}: {metrics}")
 
 
@@ -285,9 +297,9 @@ def demo(workdir: str, pretrain_here: bool) -> None:
     from pipeline import demo as demo_lib
 
     try:
-        sys.exit(demo_lib.run_demo(workdir, pretrain_here))
-    except (config_lib.ConfigError, ValueError, RuntimeError) as error:
-        raise click.ClickException(str(error)) from error
+        sys.exit(demo_lib.run_demo(workdir, pretrain_here, execute=_execute))
+    except (config_lib.ConfigError, ValueError, RuntimeError, OSError) as error:
+        raise click.ClickException(str(error)) from None
 
 
 @main.group("config")

@@ -15,23 +15,27 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 
 from pipeline import demo_data, local_runner
 from pipeline import predict as predict_lib
 from pipeline.config import PipelineConfig, build_config
+from pipeline.demo_data import (  # the recipe lives with the data; re-exported here
+    ALPHA,
+    BACKBONE,
+    IMAGE_SIZE,
+    PRETRAIN_BATCH_SIZE,
+    PRETRAIN_EPOCHS,
+    PRETRAIN_SEED,
+    SOURCE_PER_CLASS,
+    SOURCE_SEED,
+)
 from pipeline.pretrain import pretrain_backbone
+from pipeline.run_report import RunReport
 
-IMAGE_SIZE = 96
-BACKBONE = "MobileNetV2"
-ALPHA = 0.35
-TARGET_PER_CLASS = 100
-HOLDOUT_PER_CLASS = 10
-SOURCE_PER_CLASS = 600
-SOURCE_SEED = 3
-PRETRAIN_EPOCHS = 16
-PRETRAIN_BATCH_SIZE = 64
-PRETRAIN_SEED = 0
-# Made by `image-pipeline demo --pretrain` (see README); reproduces in ~10 minutes on 2 cores.
+TARGET_PER_CLASS = 200
+HOLDOUT_PER_CLASS = 20
+# Made by `image-pipeline demo --pretrain` (see README); reproduces in ~11 minutes on 2 cores.
 SHIPPED_WEIGHTS = os.path.join(os.path.dirname(__file__), "demo_assets", "source_backbone.weights.h5")
 SHOWN_PER_CLASS = 2
 
@@ -49,10 +53,12 @@ def demo_config(workdir: str, weights: str) -> PipelineConfig:
                 "backbone": BACKBONE,
                 "backbone_alpha": ALPHA,
                 "weights": weights,
-                "stage1_epochs": 10,
-                "stage2_epochs": 8,
-                "stage2_learning_rate": 1e-4,
-                "fine_tune_layers": 40,
+                "stage1_epochs": 6,
+                "stage2_epochs": 6,
+                # A source backbone from a neighbouring domain: fine-tune all of it (BatchNorm stays frozen).
+                "stage2_learning_rate": 3e-4,
+                "fine_tune_schedule": "fraction",
+                "fine_tune_fraction": 1.0,
                 # Shapes keep their class when mirrored or turned.
                 "augmentation": {"flip": "both", "rotation": 0.5, "zoom": 0.1, "translation": 0.1},
             },
@@ -64,7 +70,7 @@ def _generate(workdir: str, name: str, classes: tuple[str, ...], per_class: int,
     """Generates one data set once; a finished folder is reused."""
     folder = os.path.join(workdir, name)
     if os.path.isdir(folder):
-        logging.info("Using existing %s", folder)
+        logging.debug("Using existing %s", folder)
         return folder
     count = demo_data.generate(folder + ".tmp", classes, per_class, IMAGE_SIZE, seed, mixed_formats=name != "source")
     os.replace(folder + ".tmp", folder)
@@ -111,15 +117,23 @@ def _holdout_files(workdir: str) -> list[tuple[str, str]]:
     ]
 
 
-def run_demo(workdir: str, pretrain: bool = False) -> int:
-    """Runs the demo; returns the process exit code (0 when a model was pushed)."""
+def run_demo(
+    workdir: str, pretrain: bool = False, execute: Callable[[PipelineConfig], RunReport] = local_runner.run
+) -> int:
+    """Runs the demo; returns the process exit code (0 when a model was pushed).
+
+    Args:
+      workdir: Where data, pipeline root and serving directory go.
+      pretrain: Pretrain the source backbone here instead of using the shipped file.
+      execute: Runs the pipeline (the CLI passes its runner with a log file and quiet console).
+    """
     started = time.monotonic()
     os.makedirs(workdir, exist_ok=True)
     _generate(workdir, "data", demo_data.TARGET_CLASSES, TARGET_PER_CLASS, 1)
     _generate(workdir, "holdout", demo_data.TARGET_CLASSES, HOLDOUT_PER_CLASS, 2)
     config = demo_config(workdir, source_weights(workdir, pretrain))
     local_runner.preflight(config)
-    report = local_runner.run(config)
+    report = execute(config)
     print(report.format())
     if not report.pushed_to:
         print("No model was pushed (see the Evaluator's verdict above).")

@@ -20,6 +20,15 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 TARGET_CLASSES = ("circle", "square", "triangle")
+# The demo's model and how its source backbone is pretrained (``image-pipeline pretrain`` defaults).
+IMAGE_SIZE = 96
+BACKBONE = "MobileNetV2"
+ALPHA = 0.35
+SOURCE_PER_CLASS = 1000
+SOURCE_SEED = 3
+PRETRAIN_EPOCHS = 30
+PRETRAIN_BATCH_SIZE = 64
+PRETRAIN_SEED = 0
 SOURCE_CLASSES = ("star", "cross", "ring", "hexagon", "diamond", "arrow")
 FORMATS = (("JPEG", ".jpg"), ("PNG", ".png"), ("BMP", ".bmp"), ("GIF", ".gif"))
 
@@ -134,5 +143,5 @@ def generate(
             image = render(label, size, rng)
             image.save(os.path.join(folder, f"{label}_{index:05d}{suffix}"), format=image_format)
             written += 1
-        logging.info("Generated %d %s images in %s", per_class, label, folder)
+        logging.debug("Generated %d %s images in %s", per_class, label, folder)
     return written

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 import tensorflow as tf
 from tfx import v1 as tfx
@@ -138,11 +139,12 @@ def _weights_hint(message: str, settings: TrainerSettings) -> str:
     )
 
 
-def run(config: PipelineConfig, wait_seconds: float = 0.0) -> RunReport:
+def run(config: PipelineConfig, wait_seconds: float = 0.0, steps: Callable[[int], None] | None = None) -> RunReport:
     """Runs the whole pipeline with SQLite MLMD under the pipeline root.
 
     Holds the pipeline root's run lock for the whole run (see ``run_lock``);
-    ``wait_seconds`` is how long to wait for another run to finish (-1: no limit).
+    ``wait_seconds`` is how long to wait for another run to finish (-1: no limit);
+    ``steps`` is told how many steps the pipeline has before they run.
 
     Returns:
       What the run did, read back from MLMD.
@@ -158,6 +160,8 @@ def run(config: PipelineConfig, wait_seconds: float = 0.0) -> RunReport:
             "Running pipeline %r with %s; MLMD at %s", config.pipeline_name, config.runner, config.metadata_path
         )
         pipeline = create_pipeline(config, connection)
+        if steps:
+            steps(len(pipeline.components))
         # The Pusher runs every time: it pushes again if the served version was lost.
         uncached_nodes.UncachedNodesRunner(runner, uncached_nodes.pusher_ids(pipeline)).run(pipeline)
         return read_run_report(config.metadata_path, config.pipeline_name)

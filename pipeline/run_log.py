@@ -12,10 +12,12 @@ import time
 
 import tensorflow as tf
 
+from pipeline import console
+
 LOG_DIR = "logs"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Records of this logger go to the log file only (the console gets the one-line summary).
-FILE_ONLY_LOGGER = "image_pipeline.file_only"
+FILE_ONLY_LOGGER = console.FILE_ONLY_PREFIX
 _MAX_CAUSE = 300
 
 

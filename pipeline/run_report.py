@@ -43,6 +43,7 @@ class RunReport:
     comparison: GateResult | None = None
     pushed_to: str | None = None
     not_pushed_reason: str = ""
+    log_path: str = ""
 
     @property
     def blessed(self) -> bool | None:
@@ -70,6 +71,8 @@ class RunReport:
                 f"  training reports: {self.training_dir} (learning curves, confusion matrix, TensorBoard logs)"
             )
         lines += self._gate_lines()
+        if self.log_path:
+            lines.append(f"  full log: {self.log_path}")
         return "\n".join(lines)
 
     def _ingest_lines(self) -> list[str]:

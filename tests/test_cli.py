@@ -125,7 +125,7 @@ def test_a_failing_run_prints_one_line_and_logs_the_traceback(
         write(os.path.join(data, label, "1.png"), encode(solid((1, 2, 3)), "PNG"))
     pipeline_root = os.path.join(str(tmp_path), "tfx_root")
 
-    def fail(*_: object) -> None:
+    def fail(*_: object, **__: object) -> None:
         raise tf.errors.InvalidArgumentError(
             None, None, "Graph execution error:\n\nDetected at node x\n" + "dump\n" * 500
         )

@@ -137,7 +137,7 @@ def load_weights_file(backbone: keras.Model, path: str) -> None:
                 f"Weights file {path} does not fit backbone {backbone.name!r} "
                 f"({len(backbone.weights)} weight tensors): {error}"
             ) from error
-    logging.info("Loaded backbone weights from %s", path)
+    logging.debug("Loaded backbone weights from %s", path)
 
 
 _FLIP_MODES = {"horizontal": "horizontal", "vertical": "vertical", "both": "horizontal_and_vertical"}

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -93,6 +94,30 @@ def split_dataset(
     return dataset, examples
 
 
+class EpochLog(keras.callbacks.Callback):
+    """One log line per epoch: the stage, train and validation accuracy, and seconds."""
+
+    def __init__(self, stage: int, last_epoch: int) -> None:
+        super().__init__()
+        self._stage, self._last = stage, last_epoch
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        logging.info(
+            "Epoch %d/%d (stage %d): train accuracy %.3f, validation accuracy %.3f, loss %.3f (%.1f s)",
+            epoch + 1,
+            self._last,
+            self._stage,
+            logs.get("accuracy", float("nan")),
+            logs.get("val_accuracy", float("nan")),
+            logs.get("loss", float("nan")),
+            time.monotonic() - self._started,
+        )
+
+
 def fit_stage(
     classifier: keras.Model,
     train: tf.data.Dataset,
@@ -101,14 +126,21 @@ def fit_stage(
     log_dir: str,
     patience: int = 0,
     extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
+    stage: int = 1,
+    last_epoch: int | None = None,
 ) -> StageHistory:
     """Runs epochs ``[first, last)`` and returns the per-epoch history.
 
     With ``patience`` > 0, stops after that many epochs without a better
     validation accuracy and restores the best epoch's weights. ``extra_callbacks``
     run after the Trainer's own (the training benchmark times epochs with one).
+    ``stage`` and ``last_epoch`` (default: ``epochs[1]``) label the per-epoch log lines.
     """
-    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TensorBoard(log_dir=log_dir)]
+    last_epoch = last_epoch or epochs[1]
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.TensorBoard(log_dir=log_dir),
+        EpochLog(stage, last_epoch),
+    ]
     if patience > 0:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -122,7 +154,7 @@ def fit_stage(
         initial_epoch=epochs[0],
         epochs=epochs[1],
         callbacks=callbacks,
-        verbose=2,
+        verbose=0,
     )
     return StageHistory(**{key: [float(value) for value in values] for key, values in history.history.items()})
 
@@ -196,7 +228,7 @@ def train_two_stages(
     model_lib.compile_model(fitted, settings.stage1_learning_rate, jit_compile=settings.xla)
     first = settings.stage1_epochs
     result = StagesResult(
-        stage1=fit_stage(fitted, train, validation, (0, first), log_dir, patience),
+        stage1=fit_stage(fitted, train, validation, (0, first), log_dir, patience, last_epoch=first),
         head_only_validation_accuracy=validation_accuracy(fitted, validation),
         xla=bool(fitted.jit_compile),
     )
@@ -217,7 +249,16 @@ def train_two_stages(
             backbone.layers[first_index].name,
         )
         model_lib.compile_model(fitted, settings.stage2_learning_rate, jit_compile=settings.xla)
-        more = fit_stage(fitted, train, validation, (epoch, epoch + epochs), log_dir, patience)
+        more = fit_stage(
+            fitted,
+            train,
+            validation,
+            (epoch, epoch + epochs),
+            log_dir,
+            patience,
+            stage=2,
+            last_epoch=first + settings.stage2_epochs,
+        )
         result.stage2 = _joined(result.stage2, more)
         epoch += epochs
     result.fine_tuned_validation_accuracy = validation_accuracy(fitted, validation)

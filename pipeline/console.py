@@ -1,0 +1,210 @@
+"""A quiet console: the project's lines, step progress and warnings that matter; the rest to the log file.
+
+Every record of a run at INFO and above goes to the run's log file
+(``pipeline/run_log.py``). The console shows the project's own messages, one
+line when each pipeline step starts and ends (name, ran or cached, duration),
+and errors; library chatter is filtered out. During a quiet run the raw output
+that never passes through Python logging (TensorFlow's C++ logs, the user-module
+wheel build and pip install that TFX runs in subprocesses, Keras prints) goes
+to the log file too, by pointing file descriptors 1 and 2 at it.
+``--verbose`` shows everything on the console as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import TextIO
+
+_OUR_LOGGERS = ("root", "pipeline", "components", "image_pipeline")
+# Library messages that reach the root logger and say nothing a user can act on.
+_HARMLESS = (
+    "ArtifactQuery.property_predicate is not supported",
+    "Tables initialized inside a tf.function",
+    "custom_executor_spec is deprecated",
+    "does not have payload_format custom property",
+    "is deprecated and will be removed",
+    "Instructions for updating",
+    "Local rendezvous is aborting",
+    "Reading from pattern",
+)
+_STEP = re.compile(r"^(?:Component|node) (\S+) is (running|finished)\.$")
+_CACHED = re.compile(r"^A cached execution \d+ is used\.$")
+PROGRESS_LOGGER = "image_pipeline.progress"
+# Records of loggers under this prefix go to the log file only (see run_log).
+FILE_ONLY_PREFIX = "image_pipeline.file_only"
+
+
+class StepProgress:
+    """Turns the runners' own step messages into progress lines.
+
+    A step that ends within a second (a cached one, say) gets one line
+    (``[2/9] StatisticsGen cached in 0.0 s``); a longer one also gets a start line
+    (``[5/9] Transform ...``), printed once it has run for a second or as soon as
+    it logs something, so fast steps do not fill the console.
+    """
+
+    START_AFTER_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self._started: dict[str, float] = {}
+        self._cached: set[str] = set()
+        self._current = ""
+        self.total = 0
+        self._done = 0
+        self.pending_start: str | None = None
+
+    def expect(self, steps: int) -> None:
+        """A run of ``steps`` steps starts: the lines count ``[n/steps]``."""
+        self.total, self._done = steps, 0
+
+    def _counter(self, index: int) -> str:
+        return f"[{index}/{self.total}] " if self.total else ""
+
+    def consume(self, message: str) -> str | None:
+        """The end line for a runner message; sets ``pending_start`` when a step starts."""
+        if _CACHED.match(message) and self._current:
+            self._cached.add(self._current)
+            return None
+        match = _STEP.match(message)
+        if not match:
+            return None
+        node, event = match.groups()
+        if event == "running":
+            self._started[node], self._current = time.monotonic(), node
+            self.pending_start = f"{self._counter(self._done + 1)}{node} ..."
+            return None
+        self._done += 1
+        self.pending_start = None
+        seconds = time.monotonic() - self._started.pop(node, time.monotonic())
+        state = "cached" if node in self._cached else "ran"
+        return f"{self._counter(self._done)}{node} {state} in {seconds:.1f} s"
+
+    def take_start(self) -> str | None:
+        """The pending start line, once (None if there is none)."""
+        line, self.pending_start = self.pending_start, None
+        return line
+
+
+def _shown(record: logging.LogRecord) -> bool:
+    """Whether the quiet console shows a record: the project's own, or a library error."""
+    if record.name.split(".")[0] not in _OUR_LOGGERS:
+        return record.levelno >= logging.ERROR
+    message = record.getMessage()
+    return not any(noise in message for noise in _HARMLESS)
+
+
+class _ConsoleFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno < logging.WARNING else f"{record.levelname} "
+        return f"{self.formatTime(record, '%H:%M:%S')} {level}{record.getMessage()}"
+
+
+class ConsoleHandler(logging.StreamHandler):
+    """The quiet console: progress lines, the project's records, library errors."""
+
+    def __init__(self, progress: StepProgress) -> None:
+        super().__init__(sys.stderr)
+        self.progress = progress
+        self.setFormatter(_ConsoleFormatter())
+        self._timer: threading.Timer | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Writes the record if the console shows it, after a pending step start line."""
+        if record.name.startswith(FILE_ONLY_PREFIX):
+            return
+        if record.name == "absl":
+            line = self.progress.consume(record.getMessage())
+            if self.progress.pending_start:
+                self._arm_timer()
+            if line:
+                self._write(line, record.created)
+            return
+        if _shown(record):
+            self._flush_start(record.created)
+            super().emit(record)
+
+    def _arm_timer(self) -> None:
+        if self._timer:
+            self._timer.cancel()
+        self._timer = threading.Timer(StepProgress.START_AFTER_SECONDS, self._flush_start)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _flush_start(self, created: float | None = None) -> None:
+        line = self.progress.take_start()
+        if line:
+            self._write(line, created)
+
+    def _write(self, line: str, created: float | None) -> None:
+        record = logging.LogRecord(PROGRESS_LOGGER, logging.INFO, __file__, 0, line, None, None)
+        if created:
+            record.created = created
+        super().emit(record)
+
+
+_handler: logging.StreamHandler | None = None
+progress = StepProgress()
+
+
+def setup(verbose: bool) -> None:
+    """Console logging for the CLI: quiet (filtered) by default, everything with ``verbose``."""
+    global _handler
+    from absl import logging as absl_logging
+
+    # Quiet: TensorFlow's C++ start-up lines (CUDA plug-in registration, CPU flags) are
+    # printed at import, before the log file exists; real TensorFlow errors still raise.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    if verbose:
+        _handler = logging.StreamHandler(sys.stderr)
+        _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    else:
+        _handler = ConsoleHandler(progress)
+    root.addHandler(_handler)
+    absl_logging.set_verbosity(absl_logging.INFO)  # the step messages, and everything for the log file
+    for name in ("apache_beam", "absl", "tensorflow"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    logging.captureWarnings(True)  # Python warnings become records of the "py.warnings" logger (file only)
+
+
+@contextlib.contextmanager
+def raw_output_to(log_path: str, enabled: bool) -> Iterator[None]:
+    """Points file descriptors 1 and 2 at the log file for the block; the console handler keeps the terminal.
+
+    Args:
+      log_path: The run's log file.
+      enabled: False (``--verbose``, or a remote log path) leaves the output alone.
+    """
+    if not enabled or "://" in log_path:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    console: TextIO = os.fdopen(os.dup(saved[1]), "w", buffering=1)
+    previous = _handler.setStream(console) if _handler else None
+    with open(log_path, "ab", buffering=0) as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for descriptor in saved:
+            os.close(descriptor)
+        if _handler is not None and previous is not None:
+            _handler.setStream(previous)
+        console.close()

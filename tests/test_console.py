@@ -1,0 +1,59 @@
+"""The quiet console: step progress lines, the project's records, no library chatter."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+
+from pipeline import console
+
+
+def _handler() -> tuple[console.ConsoleHandler, io.StringIO]:
+    progress = console.StepProgress()
+    progress.expect(3)
+    handler = console.ConsoleHandler(progress)
+    stream = io.StringIO()
+    handler.setStream(stream)
+    return handler, stream
+
+
+def _record(name: str, message: str, level: int = logging.INFO) -> logging.LogRecord:
+    return logging.LogRecord(name, level, __file__, 1, message, None, None)
+
+
+def _lines(stream: io.StringIO) -> list[str]:
+    return [line.split(" ", 1)[1] for line in stream.getvalue().splitlines()]  # without the time
+
+
+def test_cached_steps_get_one_line_and_long_steps_a_start_line_too(monkeypatch: object) -> None:
+    handler, stream = _handler()
+    for message in (
+        "Component ExampleGen is running.",
+        "A cached execution 4 is used.",
+        "Component ExampleGen is finished.",
+    ):
+        handler.emit(_record("absl", message))
+    handler.emit(_record("absl", "Component Trainer is running."))
+    handler.emit(_record("root", "Training on 2 classes"))  # the step logs: its start line comes first
+    handler.emit(_record("absl", "Component Trainer is finished."))
+    handler.emit(_record("absl", "Component Pusher is running."))
+    time.sleep(console.StepProgress.START_AFTER_SECONDS + 0.5)  # a silent step: the start line after a second
+    handler.emit(_record("absl", "Component Pusher is finished."))
+    lines = _lines(stream)
+    assert lines[0] == "[1/3] ExampleGen cached in 0.0 s"
+    assert lines[1:3] == ["[2/3] Trainer ...", "Training on 2 classes"]
+    assert lines[3].startswith("[2/3] Trainer ran in ")
+    assert lines[4] == "[3/3] Pusher ..." and lines[5].startswith("[3/3] Pusher ran in 1.")
+    assert len(lines) == 6
+
+
+def test_library_chatter_stays_off_the_console() -> None:
+    handler, stream = _handler()
+    handler.emit(_record("absl", "Going to run a new execution 7"))
+    handler.emit(_record("tensorflow", "Assets written to: x", logging.WARNING))
+    handler.emit(_record("root", "ArtifactQuery.property_predicate is not supported.", logging.WARNING))
+    handler.emit(_record("apache_beam.runners", "Beam failed badly", logging.ERROR))
+    handler.emit(_record("root", "Split: class 'b' has no test images", logging.WARNING))
+    handler.emit(_record(console.FILE_ONLY_PREFIX, "Traceback ...", logging.ERROR))
+    assert _lines(stream) == ["ERROR Beam failed badly", "WARNING Split: class 'b' has no test images"]
