@@ -7,7 +7,7 @@ WORKDIR ?= demo_workdir
 
 IMAGE ?= ghcr.io/tfx-image-transfer/pipeline:0.1.0
 
-.PHONY: install demo test test-fast lint format bench compile clean
+.PHONY: install chromium demo test test-fast lint format bench compile clean
 
 $(STAMP): setup.py constraints.txt
 	@test -x "$(PYTHON310)" || { echo "Python 3.10 not found at $(PYTHON310): TFX 1.16 needs it (set PYTHON310=/path/to/python3.10)."; exit 1; }
@@ -21,7 +21,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/image-pipeline demo --workdir $(WORKDIR)
 
-test: $(STAMP)
+# The HTML report's browser test (tests/test_html_report.py) renders it in headless Chromium.
+chromium:
+	@command -v chromium >/dev/null || { \
+		command -v apt-get >/dev/null || { echo "Chromium not found: install it (the HTML report test needs it)."; exit 1; }; \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		echo "Installing chromium with apt-get (the HTML report test needs it)"; \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	}
+
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -ra tests
 
 test-fast: $(STAMP)

@@ -31,6 +31,8 @@ INSTALL_REQUIRES = [
     "portalocker==4.4.2",
     # Learning-curve and confusion-matrix PNGs.
     "matplotlib==3.9.2",
+    # The HTML model card of each run (pipeline/html_report.py).
+    "Jinja2==3.1.6",
 ]
 
 setup(
@@ -39,7 +41,7 @@ setup(
     description="Transfer-learning image classification pipeline on TFX: ingest, transform, train, gate, push.",
     python_requires="==3.10.*",
     packages=find_packages(include=["pipeline", "components", "components.*", "schemas", "kubeflow"]),
-    package_data={"schemas": ["*.pbtxt"], "pipeline": ["demo_assets/*.weights.h5"]},
+    package_data={"schemas": ["*.pbtxt"], "pipeline": ["demo_assets/*.weights.h5", "templates/*.html.j2"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"dev": ["pytest==9.2.0", "ruff==0.17.6", "kubernetes-validate==1.37.0"]},
     entry_points={"console_scripts": ["image-pipeline=pipeline.cli:main"]},

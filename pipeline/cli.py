@@ -409,5 +409,37 @@ def schedule(package: str, endpoint: str | None, experiment: str, cron: str, job
     click.echo(f"Created {created.kind} {created.id} in experiment {created.experiment_id}")
 
 
+@main.command()
+@click.option("--run", "run_id", help="Run id as MLMD lists it (pipeline_run context name). Default: the latest run.")
+@click.option(
+    "--pipeline-root",
+    default=config_lib.PipelineConfig.model_fields["pipeline_root"].default,
+    show_default=True,
+    help="The pipeline root holding metadata.sqlite; the report goes to its reports/ folder.",
+)
+@click.option(
+    "--pipeline-name",
+    default=config_lib.PipelineConfig.model_fields["pipeline_name"].default,
+    show_default=True,
+    help="The pipeline's name in MLMD.",
+)
+@click.option("--open", "open_browser", is_flag=True, help="Open the report in a web browser.")
+def report(run_id: str | None, pipeline_root: str, pipeline_name: str, open_browser: bool) -> None:
+    """(Re)write the HTML model card of a run from MLMD and print its path."""
+    import webbrowser
+
+    from pipeline import html_report
+
+    # model_construct: only the pipeline root matters for where MLMD lives.
+    metadata_path = config_lib.PipelineConfig.model_construct(pipeline_root=pipeline_root).metadata_path
+    try:
+        path = html_report.rewrite_report(metadata_path, pipeline_name, pipeline_root, run_id)
+    except LookupError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(path)
+    if open_browser:
+        webbrowser.open("file://" + os.path.abspath(path))
+
+
 if __name__ == "__main__":
     main()

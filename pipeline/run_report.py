@@ -28,6 +28,36 @@ _STATE_NAMES = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class StepTiming:
+    """One execution of a run, timed by MLMD.
+
+    Attributes:
+      name: The node id (``Trainer``, ``latest_blessed_model_resolver``).
+      state: ``ran``, ``cached``, ``failed``, ``running`` (never finished) or ``canceled``.
+      started: When MLMD registered the execution (seconds since the epoch).
+      seconds: From registration to the last update (the publish); small for a cached step.
+    """
+
+    name: str
+    state: str
+    started: float
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class GateBounds:
+    """The gate's thresholds as the Evaluator ran with them (its ``eval_config``).
+
+    Attributes:
+      min_accuracy: Lower bound of test accuracy.
+      max_accuracy_drop: How far below the baseline (served model) the candidate may be.
+    """
+
+    min_accuracy: float | None
+    max_accuracy_drop: float | None
+
+
 @dataclasses.dataclass
 class RunReport:
     """The outcome of one pipeline run."""
@@ -43,12 +73,29 @@ class RunReport:
     comparison: GateResult | None = None
     pushed_to: str | None = None
     not_pushed_reason: str = ""
+    pipeline_name: str = ""
+    started_at: float | None = None
+    steps: list[StepTiming] = dataclasses.field(default_factory=list)
+    gate_bounds: GateBounds | None = None
     log_path: str = ""
+    report_path: str = ""
 
     @property
     def blessed(self) -> bool | None:
         """The gate's verdict (None if the Evaluator did not finish)."""
         return None if self.gate is None else self.gate.blessed
+
+    @property
+    def total_seconds(self) -> float:
+        """The steps' times added up (start-up and imports before the first step are not in MLMD)."""
+        return sum(step.seconds for step in self.steps)
+
+    @property
+    def elapsed_seconds(self) -> float:
+        """From the first step's start to the last step's end (below the total when steps overlap)."""
+        if not self.steps:
+            return 0.0
+        return max(step.started + step.seconds for step in self.steps) - min(step.started for step in self.steps)
 
     @property
     def negative_transfer(self) -> bool | None:
@@ -58,7 +105,6 @@ class RunReport:
     def format(self) -> str:
         """A short human-readable summary."""
         lines = [f"Pipeline run {self.run_id}"]
-        lines.append("  components: " + ", ".join(f"{name} {state}" for name, state in self.component_states.items()))
         lines += self._ingest_lines()
         if self.anomalies:
             lines.append(f"  data anomalies: {'; '.join(self.anomalies)}")
@@ -71,9 +117,24 @@ class RunReport:
                 f"  training reports: {self.training_dir} (learning curves, confusion matrix, TensorBoard logs)"
             )
         lines += self._gate_lines()
+        lines += self._step_lines()
         if self.log_path:
             lines.append(f"  full log: {self.log_path}")
+        if self.report_path:
+            lines.append(f"  report: {self.report_path}")
         return "\n".join(lines)
+
+    def _step_lines(self) -> list[str]:
+        if not self.steps:
+            return []
+        width = max(len(step.name) for step in self.steps)
+        lines = [f"  {'step':<{width}}  {'state':<7} {'seconds':>8}"]
+        lines += [f"  {step.name:<{width}}  {step.state:<7} {step.seconds:>8.1f}" for step in self.steps]
+        lines.append(
+            f"  {'total':<{width}}  {'':<7} {self.total_seconds:>8.1f}"
+            f"  (first start to last end {self.elapsed_seconds:.1f} s)"
+        )
+        return lines
 
     def _ingest_lines(self) -> list[str]:
         if not self.ingest:
@@ -121,16 +182,56 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _latest_run_context(store: metadata_store.MetadataStore, pipeline_name: str) -> metadata_store_pb2.Context:
-    """The newest ``pipeline_run`` context whose parent is the pipeline's context."""
+def _run_contexts(store: metadata_store.MetadataStore, pipeline_name: str) -> list[metadata_store_pb2.Context]:
+    """The ``pipeline_run`` contexts whose parent is the pipeline's context, oldest first."""
     runs = [
         context
         for context in store.get_contexts_by_type("pipeline_run")
         if pipeline_name in [parent.name for parent in store.get_parent_contexts_by_context(context.id)]
     ]
+    return sorted(runs, key=lambda context: (context.create_time_since_epoch, context.id))
+
+
+def _run_context(
+    store: metadata_store.MetadataStore, pipeline_name: str, run_id: str | None = None
+) -> metadata_store_pb2.Context:
+    """The run named ``run_id``, or the newest run of the pipeline."""
+    runs = _run_contexts(store, pipeline_name)
     if not runs:
         raise LookupError(f"No runs of pipeline {pipeline_name!r} in MLMD.")
-    return max(runs, key=lambda context: (context.create_time_since_epoch, context.id))
+    if run_id is None:
+        return runs[-1]
+    for context in runs:
+        if context.name == run_id:
+            return context
+    recent = ", ".join(context.name for context in runs[-5:])
+    raise LookupError(f"Pipeline {pipeline_name!r} has no run {run_id!r} in MLMD. Latest runs: {recent}")
+
+
+def _store(metadata_path: str) -> metadata_store.MetadataStore:
+    if not tf.io.gfile.exists(metadata_path):
+        raise LookupError(f"No MLMD database at {metadata_path}: has the pipeline run with this pipeline root?")
+    return metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path))
+
+
+def step_timings(
+    store: metadata_store.MetadataStore, executions: list[metadata_store_pb2.Execution]
+) -> list[StepTiming]:
+    """Name, state and wall time of each execution, in the order MLMD registered them.
+
+    The time runs from the execution's registration (inputs resolved, just before the
+    executor starts) to its last update (outputs published): what the step itself
+    took. A cached step only looks its outputs up, so its time is small.
+    """
+    return [
+        StepTiming(
+            name=_node_name(store, execution),
+            state=_STATE_NAMES.get(execution.last_known_state, "unknown"),
+            started=execution.create_time_since_epoch / 1000,
+            seconds=max(execution.last_update_time_since_epoch - execution.create_time_since_epoch, 0) / 1000,
+        )
+        for execution in sorted(executions, key=lambda execution: (execution.create_time_since_epoch, execution.id))
+    ]
 
 
 def _node_name(store: metadata_store.MetadataStore, execution: metadata_store_pb2.Execution) -> str:
@@ -181,7 +282,7 @@ def failed_component(metadata_path: str, pipeline_name: str) -> str | None:
         store = metadata_store.MetadataStore(
             tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
         )
-        run = _latest_run_context(store, pipeline_name)
+        run = _run_context(store, pipeline_name)
     except Exception:  # noqa: BLE001 (no database or no run yet: nothing to name)
         return None
     unfinished = (metadata_store_pb2.Execution.FAILED, metadata_store_pb2.Execution.RUNNING)
@@ -191,16 +292,28 @@ def failed_component(metadata_path: str, pipeline_name: str) -> str | None:
     return None
 
 
-def read_run_report(metadata_path: str, pipeline_name: str) -> RunReport:
-    """Reads the latest run of ``pipeline_name`` from a SQLite MLMD database."""
-    store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path))
-    run = _latest_run_context(store, pipeline_name)
+def read_run_report(metadata_path: str, pipeline_name: str, run_id: str | None = None) -> RunReport:
+    """Reads one run of ``pipeline_name`` from a SQLite MLMD database.
+
+    Args:
+      metadata_path: The SQLite MLMD file (``<pipeline_root>/metadata.sqlite``).
+      pipeline_name: The pipeline's name.
+      run_id: A ``pipeline_run`` context name (the run id the summary prints); None: the latest run.
+
+    Raises:
+      LookupError: If there is no database, no run of the pipeline, or no run ``run_id``.
+    """
+    store = _store(metadata_path)
+    run = _run_context(store, pipeline_name, run_id)
     executions = sorted(store.get_executions_by_context(run.id), key=lambda execution: execution.id)
-    report = RunReport(run.name)
+    report = RunReport(run.name, pipeline_name=pipeline_name, started_at=run.create_time_since_epoch / 1000)
+    report.steps = step_timings(store, executions)
     outputs: dict[str, dict[str, metadata_store_pb2.Artifact]] = {}
     for execution in executions:
         node = _node_name(store, execution)
         report.component_states[node] = _STATE_NAMES.get(execution.last_known_state, "unknown")
+        if node != TRANSFER_VS_SCRATCH_EVALUATOR and "eval_config" in execution.custom_properties:
+            report.gate_bounds = gate_bounds(execution.custom_properties["eval_config"].string_value)
         for artifact in _outputs(store, execution.id):
             type_name = store.get_artifact_types_by_id([artifact.type_id])[0].name
             outputs.setdefault(node, {})[type_name] = artifact
@@ -219,7 +332,8 @@ def _add_outputs(report: RunReport, outputs: dict[str, dict[str, metadata_store_
         if node == "Trainer" and "ModelRun" in artifacts:
             report.training_dir = artifacts["ModelRun"].uri
             report.training = reports.read_summary(report.training_dir)
-            report.training_files = sorted(name.rstrip("/") for name in tf.io.gfile.listdir(report.training_dir))
+            if tf.io.gfile.isdir(report.training_dir):
+                report.training_files = sorted(name.rstrip("/") for name in tf.io.gfile.listdir(report.training_dir))
         if "ModelBlessing" in artifacts and "ModelEvaluation" in artifacts:
             gate = evaluation.read_gate(
                 artifacts["ModelEvaluation"].uri, bool(_custom(artifacts["ModelBlessing"], "blessed"))
@@ -233,3 +347,18 @@ def _add_outputs(report: RunReport, outputs: dict[str, dict[str, metadata_store_
             if _custom(pushed, "pushed"):
                 report.pushed_to = _custom(pushed, "pushed_destination")
             report.not_pushed_reason = _custom(pushed, atomic_pusher.NOT_PUSHED_REASON) or ""
+
+
+def gate_bounds(eval_config_json: str) -> GateBounds:
+    """The accuracy bounds on the overall slice of an Evaluator's ``eval_config`` exec property (JSON)."""
+    minimum = drop = None
+    for spec in json.loads(eval_config_json).get("metrics_specs", []):
+        for metric in spec.get("metrics", []):
+            for per_slice in metric.get("per_slice_thresholds", []):
+                threshold = per_slice.get("threshold", {})
+                if "lower_bound" in threshold.get("value_threshold", {}):
+                    minimum = float(threshold["value_threshold"]["lower_bound"])
+                if "absolute" in threshold.get("change_threshold", {}):
+                    # pipeline.eval_config stores -max(drop, tiny tolerance): round the tolerance away.
+                    drop = round(max(-float(threshold["change_threshold"]["absolute"]), 0.0), 6)
+    return GateBounds(min_accuracy=minimum, max_accuracy_drop=drop)

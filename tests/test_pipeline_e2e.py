@@ -93,6 +93,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return results
 
 
+def _served(runs: dict) -> str:
+    """The first run's model as served now (the fixture wipes the serving dir once; the rerun pushes it again)."""
+    return runs["repaired"].pushed_to
+
+
 def _trainer_model_uri(config: PipelineConfig) -> str:
     store = metadata_store.MetadataStore(
         tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
@@ -131,7 +136,7 @@ def test_a_class_only_in_test_keeps_its_own_label(runs: dict) -> None:
     # Its own output unit and its own TFMA slice: never counted as another class.
     assert len(set(report.training.class_names)) == 3
     assert report.gate.per_class_examples["rare"] == 1
-    model = tf.saved_model.load(report.pushed_to)
+    model = tf.saved_model.load(_served(runs))
     example = tf.train.Example(
         features=tf.train.Features(
             feature={
@@ -146,7 +151,7 @@ def test_a_class_only_in_test_keeps_its_own_label(runs: dict) -> None:
 
 
 def test_pushed_model_serves_raw_image_bytes(runs: dict) -> None:
-    model = tf.saved_model.load(runs["first"].pushed_to)
+    model = tf.saved_model.load(_served(runs))
     assert {"serving_default", "serving_examples", "transform_features"} <= set(model.signatures)
     images = [encode(solid((200, 10, 10), size=50), "JPEG"), encode(solid((10, 10, 200), size=20), "PNG")]
     outputs = model.signatures["serving_default"](image_bytes=tf.constant(images))
@@ -156,7 +161,7 @@ def test_pushed_model_serves_raw_image_bytes(runs: dict) -> None:
 
 
 def test_bad_image_is_an_invalid_argument_with_a_message(runs: dict) -> None:
-    model = tf.saved_model.load(runs["first"].pushed_to)
+    model = tf.saved_model.load(_served(runs))
     with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
         model.signatures["serving_default"](image_bytes=tf.constant([b"this is not an image"]))
 
@@ -164,10 +169,10 @@ def test_bad_image_is_an_invalid_argument_with_a_message(runs: dict) -> None:
 def test_warmup_requests_are_real_eval_images(runs: dict) -> None:
     from tensorflow_serving.apis import prediction_log_pb2
 
-    path = os.path.join(runs["first"].pushed_to, "assets.extra", "tf_serving_warmup_requests")
+    path = os.path.join(_served(runs), "assets.extra", "tf_serving_warmup_requests")
     logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(path)]
     assert [len(log.predict_log.request.inputs["image_bytes"].string_val) for log in logs] == [1, 1, 1, 3]
-    model = tf.saved_model.load(runs["first"].pushed_to)
+    model = tf.saved_model.load(_served(runs))
     images = list(logs[-1].predict_log.request.inputs["image_bytes"].string_val)
     assert tf.io.decode_jpeg(images[0]).shape == (32, 32, 3)
     assert model.signatures["serving_default"](image_bytes=tf.constant(images))["classes"].shape == (3, 3)
