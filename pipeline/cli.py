@@ -6,6 +6,7 @@ config field is also a flag (``--image-size 96``), and flags override the file.
 
 from __future__ import annotations
 
+import os
 import sys
 import typing
 import warnings
@@ -139,7 +140,7 @@ def _execute(config: config_lib.PipelineConfig, wait_seconds: float = 0.0) -> An
     Returns:
       The run report (``pipeline.run_report.RunReport``), its log file path in ``log_path``.
     """
-    from pipeline import local_runner, run_lock, run_log, run_report
+    from pipeline import html_report, local_runner, run_lock, run_log, run_report
 
     verbose = click.get_current_context().find_root().params["verbose"]
     log_path = run_log.attach_log_file(config.pipeline_root)
@@ -153,6 +154,7 @@ def _execute(config: config_lib.PipelineConfig, wait_seconds: float = 0.0) -> An
         component = run_report.failed_component(config.metadata_path, config.pipeline_name)
         raise click.ClickException(run_log.failure_line(component, error, log_path)) from None
     report.log_path = log_path
+    report.report_path = html_report.write_run_report(report, config.pipeline_root, config.to_dict())
     return report
 
 
