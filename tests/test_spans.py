@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
 
-from components import image_example_gen, image_files
+from components import image_example_gen, image_files, splits
 from pipeline import local_runner
 from pipeline.config import build_config
 from tests.helpers import encode, solid, write
@@ -23,7 +23,9 @@ def _drop(root: str, span: int, per_class: int) -> None:
 
 
 def _ingest(data_root: str, pipeline_root: str, span: int | None) -> tfx.types.Artifact:
-    example_gen = image_example_gen.create_example_gen(data_root, PATTERN, 20, image_files.IngestLimits(), span)
+    example_gen = image_example_gen.create_example_gen(
+        data_root, PATTERN, splits.SplitPercents(), image_files.IngestLimits(), span
+    )
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(os.path.join(pipeline_root, "m.sqlite"))
     pipeline = tfx.dsl.Pipeline(
         pipeline_name="spans",
