@@ -42,7 +42,11 @@ STATUS_FILE = "serving_status.json"
 # --model_config_file_poll_wait_seconds in kubeflow/serving/tf-serving.yaml.
 CONFIG_POLL_SECONDS = 60
 SETTLE_SECONDS = CONFIG_POLL_SECONDS + 15
+# The BatchingParameters fields the batching ConfigMap sets (TF Serving's
+# session_bundle_config.proto; each an Int64Value: ``name { value: N }``).
+BATCHING_FIELDS = ("max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches")
 _VERSION = re.compile(r"^\d+$")
+_WRAPPED_INT = re.compile(r"(\w+)\s*\{\s*value\s*:\s*(\d+)\s*\}")
 _OBJECT_STORES = ("gs://", "s3://")
 
 
@@ -296,6 +300,24 @@ def rollback(serving_dir: str, model_name: str, settle_seconds: float = SETTLE_S
         _update_status(serving_dir, model_name, current, rolled_back_at=_now())
         logging.info("Rolled back %s from version %s to %s.", model_name, current, target)
     return change
+
+
+def batching_parameters(text: str) -> dict[str, int]:
+    """The values of a TF Serving ``--batching_parameters_file`` (text proto).
+
+    Raises:
+      ValueError: If a field is unknown or missing, or the text holds anything else.
+    """
+    values = {name: int(value) for name, value in _WRAPPED_INT.findall(text)}
+    leftover = _WRAPPED_INT.sub("", re.sub(r"#.*", "", text)).strip()
+    unknown = sorted(set(values) - set(BATCHING_FIELDS))
+    missing = [name for name in BATCHING_FIELDS if name not in values]
+    if leftover or unknown or missing:
+        raise ValueError(
+            f"Batching parameters must set exactly {', '.join(BATCHING_FIELDS)} as `name {{ value: N }}`. "
+            f"Unknown: {unknown}; missing: {missing}; not understood: {leftover[:80]!r}."
+        )
+    return values
 
 
 def _apply(
