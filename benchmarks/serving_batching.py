@@ -10,7 +10,9 @@ scheduler does), and call ``serving_default`` once on the batch. max_batch_size 
 is serving without batching. Two sweeps: max_batch_size at the ConfigMap's
 timeout, then batch_timeout_micros at the ConfigMap's max_batch_size (the
 ConfigMap in kubeflow/serving/tf-serving.yaml; the thread count too, unless
-given). Needs a pushed model (``make demo``); about 2 minutes on 2 cores.
+given), each in several alternating rounds; "others CPU" is the largest share of
+the machine's CPU that other processes used during a run (noise on a shared VM).
+Needs a pushed model (``make demo``); about 2 minutes on 2 cores.
 
     python benchmarks/serving_batching.py [--model-dir demo_workdir/serving/image_classifier]
 """
@@ -105,6 +107,16 @@ def _client(batcher: Batcher, images: list[bytes], start: float, stop: float, la
             latencies.append(time.perf_counter() - sent)
 
 
+def _busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine spent busy since boot (Linux /proc/stat), 0 elsewhere."""
+    try:
+        with open("/proc/stat") as stat:
+            user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in stat.readline().split()[1:8])
+    except (OSError, ValueError):
+        return 0.0
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(
     serve: callable,
     images: list[bytes],
@@ -114,7 +126,8 @@ def measure(
     clients: int,
     seconds: float,
 ) -> dict:
-    """One run of one setting: images/s, every request's latency, every batch's size."""
+    """One run of one setting: images/s, every request's latency, every batch's size, others' CPU share."""
+    busy, own = _busy_cpu_seconds(), sum(os.times()[:2])
     batcher = Batcher(serve, max_batch_size, timeout_s, threads)
     start = time.perf_counter() + 0.5  # warm-up: fill the pipeline
     stop = start + seconds
@@ -128,19 +141,26 @@ def measure(
         worker.join()
     batcher.close()
     latencies = [latency for client in per_client for latency in client]
-    return {"images_per_s": len(latencies) / seconds, "latencies": latencies, "batch_sizes": batcher.batch_sizes}
+    others = (_busy_cpu_seconds() - busy) - (sum(os.times()[:2]) - own)  # CPU used by other processes
+    return {
+        "images_per_s": len(latencies) / seconds,
+        "latencies": latencies,
+        "batch_sizes": batcher.batch_sizes,
+        "others_cpu_share": max(0.0, others) / ((seconds + 0.5) * os.cpu_count()),
+    }
 
 
 def summarize(max_batch_size: int, timeout_micros: int, runs: list[dict]) -> dict:
     """The median run's images/s, the spread over runs, latency percentiles over all requests."""
-    rates = sorted(run["images_per_s"] for run in runs)
+    rates = [run["images_per_s"] for run in runs]
     latencies = sorted(latency for run in runs for latency in run["latencies"])
     p99 = latencies[min(len(latencies) - 1, int(round(0.99 * (len(latencies) - 1))))]
     return {
         "max_batch_size": max_batch_size,
         "batch_timeout_micros": timeout_micros,
         "images_per_s": round(statistics.median(rates), 1),
-        "images_per_s_runs": [round(rate, 1) for rate in rates],
+        "images_per_s_runs": [round(rate, 1) for rate in rates],  # in round order
+        "others_cpu_share_runs": [round(run["others_cpu_share"], 2) for run in runs],
         "p50_ms": round(1000 * statistics.median(latencies), 1),
         "p99_ms": round(1000 * p99, 1),
         "mean_batch": round(statistics.mean(size for run in runs for size in run["batch_sizes"]), 1),
@@ -196,17 +216,19 @@ def main() -> None:
         f"Server-side batching on CPU ({model_dir}; {args.clients} clients sending batch-1 requests; "
         f"num_batch_threads={threads}; median of {args.rounds} x {args.seconds:g} s)"
     )
-    header = f"{'max_batch_size':>14} {'timeout us':>10} {'images/s':>9} {'(runs)':>19} {'p50 ms':>7} {'p99 ms':>7}"
-    print(f"{header} {'mean batch':>10} {'vs batch 1':>10}")
+    header = f"{'max_batch_size':>14} {'timeout us':>10} {'images/s':>9} {'(min-max)':>10} {'p50 ms':>7} {'p99 ms':>7}"
+    print(f"{header} {'mean batch':>10} {'vs batch 1':>10} {'others CPU':>10}")
     for table in (by_size, by_timeout):
-        print("-" * 93)
+        print("-" * 95)
         for setting in table:
             row = rows[setting]
-            spread = "-".join(f"{rate:.0f}" for rate in (row["images_per_s_runs"][0], row["images_per_s_runs"][-1]))
+            rates = row["images_per_s_runs"]
+            spread = f"{min(rates):.0f}-{max(rates):.0f}"
+            others = max(row["others_cpu_share_runs"])
             print(
                 f"{row['max_batch_size']:>14} {row['batch_timeout_micros']:>10} {row['images_per_s']:>9.1f} "
-                f"{spread:>19} {row['p50_ms']:>7.1f} {row['p99_ms']:>7.1f} {row['mean_batch']:>10.1f} "
-                f"{row['vs_batch_1']:>10.2f}"
+                f"{spread:>10} {row['p50_ms']:>7.1f} {row['p99_ms']:>7.1f} {row['mean_batch']:>10.1f} "
+                f"{row['vs_batch_1']:>10.2f} {others:>10.0%}"
             )
     _results.write(
         args.out,
