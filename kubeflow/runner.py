@@ -4,18 +4,26 @@ The compiled spec runs every component in the project's container image (see
 ``kubeflow/Dockerfile``), with the Transform and Trainer code imported from the
 installed package inside it, so nothing depends on a wheel built on the machine
 that compiled. The Trainer gets the GPU resources; the other components CPU and
-memory only.
+memory only. Every container step gets its limits, the FileBasedExampleGen too:
+the compiler drops ``with_platform_config`` for it (tensorflow/tfx#6146), so
+``compile_pipeline`` fills in what the compiled spec lacks.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import logging
 import os
 import re
+from typing import Any
 
+from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
+from tfx import version as tfx_version
 from tfx.dsl.components.base import base_component
+from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
 from pipeline.config import ConfigError, PipelineConfig
 from pipeline.pipeline import create_pipeline
@@ -69,6 +77,35 @@ def _resources(cpu: float, memory_gib: float, gpu_type: str = "", gpus: int = 0)
     return spec
 
 
+def component_resources(component_id: str, kubeflow: KubeflowConfig) -> ResourceSpec:
+    """The limits a component runs with: the Trainer's (with its GPU), or the default."""
+    if component_id == "Trainer":
+        return _resources(
+            kubeflow.trainer_cpu, kubeflow.trainer_memory_gib, kubeflow.trainer_gpu_type, kubeflow.trainer_gpu_count
+        )
+    return _resources(kubeflow.default_cpu, kubeflow.default_memory_gib)
+
+
+def with_missing_resources(pipeline_spec: dict[str, Any], kubeflow: KubeflowConfig) -> dict[str, Any]:
+    """A copy of a compiled PipelineSpec (JSON dict) where every container executor has limits.
+
+    KubeflowV2DagRunner ignores ``with_platform_config`` for FileBasedExampleGen
+    (tensorflow/tfx#6146); this sets ``component_resources`` on each container
+    executor that the compiler left without ``resources``. Executors that have
+    them are left alone.
+    """
+    spec = copy.deepcopy(pipeline_spec)
+    component_of = {component["executorLabel"]: name for name, component in spec["components"].items()}
+    for label, executor in spec["deploymentSpec"]["executors"].items():
+        container = executor.get("container")
+        if container is None or container.get("resources"):
+            continue
+        component = component_of.get(label, label)
+        container["resources"] = json_format.MessageToDict(component_resources(component, kubeflow))
+        logging.info("Set the resources of %s, which the compiler left without (tensorflow/tfx#6146).", label)
+    return spec
+
+
 def kubeflow_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig) -> tfx.dsl.Pipeline:
     """The pipeline as it runs on Kubeflow: installed user code, resources per component."""
     schema_file = config.schema_file or os.path.join(kubeflow.project_dir, "schemas", "schema.pbtxt")
@@ -76,18 +113,17 @@ def kubeflow_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig) -> tfx.d
     for component in pipeline.components:
         if not isinstance(component, base_component.BaseComponent):  # e.g. the Resolver
             continue
-        if component.id == "Trainer":
-            spec = _resources(
-                kubeflow.trainer_cpu, kubeflow.trainer_memory_gib, kubeflow.trainer_gpu_type, kubeflow.trainer_gpu_count
-            )
-        else:
-            spec = _resources(kubeflow.default_cpu, kubeflow.default_memory_gib)
-        component.with_platform_config(spec)
+        component.with_platform_config(component_resources(component.id, kubeflow))
     return pipeline
 
 
 def compile_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig) -> str:
-    """Writes the compiled pipeline to ``kubeflow.output``; returns its path."""
+    """Writes the compiled pipeline to ``kubeflow.output``; returns its path.
+
+    The runner compiles without writing; the spec gets the limits the compiler
+    dropped (``with_missing_resources``) and is written by the runner's own writer,
+    so the file is what the runner would write plus those limits.
+    """
     output_dir, filename = os.path.split(os.path.abspath(kubeflow.output))
     os.makedirs(output_dir, exist_ok=True)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
@@ -95,5 +131,9 @@ def compile_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig) -> str:
         output_dir=output_dir,
         output_filename=filename,
     )
-    runner.run(kubeflow_pipeline(config, kubeflow))
-    return os.path.join(output_dir, filename)
+    job = runner.run(kubeflow_pipeline(config, kubeflow), write_out=False)
+    job = {**job, "pipelineSpec": with_missing_resources(job["pipelineSpec"], kubeflow)}
+    path = os.path.join(output_dir, filename)
+    description = f"This is converted from TFX pipeline from tfx-{tfx_version.__version__}."
+    kubeflow_v2_dag_runner._write_pipeline_spec_to_file(job, description, path)  # noqa: SLF001 (the runner's format)
+    return path

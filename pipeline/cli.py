@@ -443,5 +443,86 @@ def report(run_id: str | None, pipeline_root: str, pipeline_name: str, open_brow
         webbrowser.open("file://" + os.path.abspath(path))
 
 
+@main.group()
+def serving() -> None:
+    """Roll out, promote and roll back model versions on TF Serving (version labels)."""
+
+
+def _serving_options(function: Any) -> Any:
+    for option in reversed(
+        [
+            click.option(
+                "--serving-dir",
+                required=True,
+                help="Holds models.config and <model-name>/<version>/ (local, PVC, gs:// or s3://).",
+            ),
+            click.option(
+                "--model-name", default="image_classifier", show_default=True, help="Model name on the server."
+            ),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+@serving.command("list")
+@_serving_options
+def serving_list(serving_dir: str, model_name: str) -> None:
+    """Show the versions with their labels, accuracy and pipeline run."""
+    from pipeline import serving_ops
+
+    try:
+        versions = serving_ops.describe_versions(serving_dir, model_name)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(serving_ops.format_versions(versions))
+    if not any(info.labels for info in versions):
+        click.echo(f"No labels in {serving_ops.model_config_path(serving_dir)}: set one with `serving canary VERSION`.")
+
+
+@serving.command("canary")
+@click.argument("version", type=int)
+@_serving_options
+@click.option(
+    "--server-base-path",
+    help="Where TF Serving sees <serving-dir>/<model-name>, for a new config entry (e.g. /models/image_classifier).",
+)
+def serving_canary(version: int, serving_dir: str, model_name: str, server_base_path: str | None) -> None:
+    """Put the canary label on VERSION (the first labelled version also becomes stable)."""
+    from pipeline import serving_ops
+
+    try:
+        change = serving_ops.set_canary(serving_dir, model_name, version, server_base_path)
+    except (ValueError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(change.format())
+
+
+@serving.command("promote")
+@_serving_options
+def serving_promote(serving_dir: str, model_name: str) -> None:
+    """Move the stable label to the canary version."""
+    from pipeline import serving_ops
+
+    try:
+        change = serving_ops.promote(serving_dir, model_name)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(change.format())
+
+
+@serving.command("rollback")
+@_serving_options
+def serving_rollback(serving_dir: str, model_name: str) -> None:
+    """Move the stable label to the previous good version (no version is deleted)."""
+    from pipeline import serving_ops
+
+    try:
+        change = serving_ops.rollback(serving_dir, model_name)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(change.format())
+
+
 if __name__ == "__main__":
     main()

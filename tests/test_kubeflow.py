@@ -66,7 +66,46 @@ def test_only_the_trainer_gets_a_gpu(compiled: dict) -> None:
         if n != "Trainer_executor" and "container" in e
     ]
     assert all("accelerator" not in resources for resources in others)
-    assert {(r.get("cpuLimit"), r.get("memoryLimit")) for r in others if r} == {(2.0, 8.0)}
+    assert {(r.get("cpuLimit"), r.get("memoryLimit")) for r in others} == {(2.0, 8.0)}
+
+
+def _steps_without_limits(executors: dict) -> list[str]:
+    return [
+        name
+        for name, executor in executors.items()
+        if "container" in executor
+        and not {"cpuLimit", "memoryLimit"} <= set(executor["container"].get("resources", {}))
+    ]
+
+
+def test_every_container_step_has_cpu_and_memory_limits(compiled: dict) -> None:
+    executors = compiled["spec"]["deploymentSpec"]["executors"]
+    assert _steps_without_limits(executors) == []
+    # The compiler drops with_platform_config for ExampleGen (tensorflow/tfx#6146); compile_pipeline sets it.
+    assert executors["FileBasedExampleGen_executor"]["container"]["resources"] == {"cpuLimit": 2.0, "memoryLimit": 8.0}
+
+
+def test_missing_resources_are_filled_and_others_kept() -> None:
+    kubeflow = runner.KubeflowConfig(image=IMAGE, default_cpu=3.0, default_memory_gib=12.0)
+    spec = {
+        "components": {
+            "Gen": {"executorLabel": "Gen_executor"},
+            "Trainer": {"executorLabel": "Trainer_executor"},
+            "Resolver": {"executorLabel": "Resolver_executor"},
+        },
+        "deploymentSpec": {
+            "executors": {
+                "Gen_executor": {"container": {"image": IMAGE}},
+                "Trainer_executor": {"container": {"image": IMAGE, "resources": {"cpuLimit": 1.0}}},
+                "Resolver_executor": {"resolver": {}},
+            }
+        },
+    }
+    filled = runner.with_missing_resources(spec, kubeflow)["deploymentSpec"]["executors"]
+    assert filled["Gen_executor"]["container"]["resources"] == {"cpuLimit": 3.0, "memoryLimit": 12.0}
+    assert filled["Trainer_executor"]["container"]["resources"] == {"cpuLimit": 1.0}
+    assert filled["Resolver_executor"] == {"resolver": {}}
+    assert "resources" not in spec["deploymentSpec"]["executors"]["Gen_executor"]["container"]  # input untouched
 
 
 def test_parameters_come_from_the_config_and_code_from_the_image(compiled: dict) -> None:
@@ -95,12 +134,18 @@ def test_trainer_reads_train_and_validation_and_the_evaluator_only_test(compiled
     assert [split["name"] for split in splits] == ["train", "validation", "test"]
 
 
-def test_json_output_is_a_pipeline_job(tmp_path: object) -> None:
+def test_json_output_is_a_pipeline_job_with_every_limit(tmp_path: object) -> None:
     config = load_config(CONFIG, {})
-    output = runner.compile_pipeline(config, runner.KubeflowConfig(image=IMAGE, output=f"{tmp_path}/job.json"))
+    kubeflow = runner.KubeflowConfig(
+        image=IMAGE, output=f"{tmp_path}/job.json", default_cpu=3.0, default_memory_gib=12.0
+    )
+    output = runner.compile_pipeline(config, kubeflow)
     with open(output) as handle:
         job = json_format.Parse(handle.read(), pipeline_spec_pb2.PipelineJob(), ignore_unknown_fields=False)
     assert job.display_name == "image-transfer"
+    executors = json_format.MessageToDict(job.pipeline_spec)["deploymentSpec"]["executors"]
+    assert _steps_without_limits(executors) == []
+    assert executors["FileBasedExampleGen_executor"]["container"]["resources"] == {"cpuLimit": 3.0, "memoryLimit": 12.0}
 
 
 @pytest.mark.parametrize("image", ["ghcr.io/x/pipeline:latest", "ghcr.io/x/pipeline", "bad image:1"])
