@@ -50,8 +50,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/transform.py
 	$(BIN)/python benchmarks/serving.py --model-dir $(WORKDIR)/serving/image_classifier
+	$(BIN)/python benchmarks/serving_batching.py --model-dir $(WORKDIR)/serving/image_classifier
 	$(BIN)/python benchmarks/training.py
 	$(BIN)/python benchmarks/pipeline_run.py
+	$(BIN)/python benchmarks/vs_notebook.py --dataset demo --stage1-epochs 6 --stage2-epochs 6 --stage2-learning-rate 3e-4 --fine-tune-layers 1000
+	$(BIN)/python benchmarks/vs_notebook.py --dataset digits
 
 compile: $(STAMP)
 	$(BIN)/image-pipeline compile --config kubeflow/config.yaml --image $(IMAGE) --output kubeflow/pipeline.yaml

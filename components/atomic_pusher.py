@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import tensorflow as tf
@@ -29,6 +30,7 @@ from tfx.utils import io_utils, proto_utils
 
 from components import serving_dir
 from components.modules import features
+from pipeline import serving_ops  # the TF Serving model config (labels) lives with the serving commands
 
 NOT_PUSHED_REASON = "not_pushed_reason"
 
@@ -103,12 +105,27 @@ class AtomicPusherExecutor(tfx_pusher_executor.Executor):
         else:
             serving_path = serving_dir.atomic_push(model_dir, base)
             logging.info("Model written to serving path %s.", serving_path)
+            self._after_push(serving_path, model_dir)
         version = int(os.path.basename(serving_path))
-        deleted = serving_dir.prune_versions(base, settings.keep_versions)
+        root, model_name = os.path.split(base.rstrip("/"))
+        spare = serving_ops.listed_versions(root, model_name)
+        deleted = serving_dir.prune_versions(base, settings.keep_versions, spare)
         if deleted:
             logging.info("Deleted old versions %s (keeping %s).", deleted, settings.keep_versions)
         io_utils.copy_dir(model_dir, pushed.uri)
         self._MarkPushed(pushed, pushed_destination=serving_path, pushed_version=str(version))
+
+    def _after_push(self, serving_path: str, model_dir: str) -> None:
+        """Records where the version came from; with a TF Serving model config, lists it as the canary."""
+        root, model_name = os.path.split(os.path.dirname(serving_path.rstrip("/")))
+        run_id = getattr(self._context, "pipeline_run_id", None) if self._context else None
+        serving_ops.record_push_info(
+            serving_path,
+            {"pipeline_run": run_id or "", "model_uri": model_dir, "pushed_at": time.strftime("%Y-%m-%d %H:%M:%S")},
+        )
+        if tf.io.gfile.exists(serving_ops.model_config_path(root)):
+            change = serving_ops.set_canary(root, model_name, int(os.path.basename(serving_path)))
+            logging.info("TF Serving model config: %s", change.format())
 
 
 def create_pusher(

@@ -19,6 +19,7 @@ import re
 import socket
 import time
 import uuid
+from collections.abc import Collection
 
 import tensorflow as tf
 from tfx.utils import io_utils
@@ -199,10 +200,13 @@ def atomic_push(model_dir: str, base: str, version: int | None = None, attempts:
             tf.io.gfile.rmtree(staging)
 
 
-def prune_versions(base: str, keep: int) -> list[int]:
-    """Deletes all but the newest ``keep`` versions (0: keep all); returns the deleted ones."""
+def prune_versions(base: str, keep: int, spare: Collection[int] = ()) -> list[int]:
+    """Deletes all but the newest ``keep`` versions (0: keep all); returns the deleted ones.
+
+    Versions in ``spare`` (those TF Serving's model config lists or labels) are never deleted.
+    """
     versions = list_versions(base)
-    doomed = versions[:-keep] if keep > 0 else []
+    doomed = [version for version in (versions[:-keep] if keep > 0 else []) if version not in spare]
     for version in doomed:
         tf.io.gfile.rmtree(os.path.join(base, str(version)))
     return doomed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -93,3 +94,24 @@ def test_a_changed_class_set_is_held_back_unless_allowed(tmp_path: object) -> No
     assert same.get_int_custom_property("pushed") == 1
     allowed = _run_executor(tmp_path, fewer, blessed=True, name="4", allow_class_changes=True)
     assert allowed.get_int_custom_property("pushed") == 1 and len(serving_dir.list_versions(base)) == 2
+
+
+def test_pushes_record_their_origin_and_pruning_spares_labelled_versions(tmp_path: object) -> None:
+    from pipeline import serving_ops
+
+    base = f"{tmp_path}/serving"  # the serving dir is tmp_path, the model name "serving"
+    first = _run_executor(tmp_path, _model(f"{tmp_path}/m1/Format-Serving", b"one"), blessed=True, name="1")
+    stable = int(first.get_string_custom_property("pushed_version"))
+    info = os.path.join(base, str(stable), "assets.extra", serving_ops.PUSH_INFO_FILE)
+    with open(info) as handle:
+        assert json.load(handle)["model_uri"] == f"{tmp_path}/m1/Format-Serving"
+    serving_ops.set_canary(str(tmp_path), "serving", stable)  # the operator opts into labels
+    for index in (2, 3, 4):
+        model = _model(f"{tmp_path}/m{index}/Format-Serving", f"graph {index}".encode())
+        newest = _run_executor(tmp_path, model, blessed=True, name=f"n{index}")
+    versions = serving_dir.list_versions(base)
+    # keep_versions=2 keeps the newest two, and never the labelled stable version's folder goes.
+    assert stable in versions and versions[-1] == int(newest.get_string_custom_property("pushed_version"))
+    assert stable in serving_ops.listed_versions(str(tmp_path), "serving")
+    # Each new push is listed in the model config, so TF Serving loads it (the canary step).
+    assert versions[-1] in serving_ops.listed_versions(str(tmp_path), "serving")
