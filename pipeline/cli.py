@@ -6,6 +6,7 @@ config field is also a flag (``--image-size 96``), and flags override the file.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import typing
@@ -143,18 +144,25 @@ def _execute(config: config_lib.PipelineConfig, wait_seconds: float = 0.0) -> An
     from pipeline import html_report, local_runner, run_lock, run_log, run_report
 
     verbose = click.get_current_context().find_root().params["verbose"]
-    log_path = run_log.attach_log_file(config.pipeline_root)
+    earlier_run = run_report.latest_run_id(config.metadata_path, config.pipeline_name)
+    log_path, handler = run_log.attach_log_file(config.pipeline_root)
     click.echo(f"Full log: {log_path}", err=True)
     try:
         with console.raw_output_to(log_path, enabled=not verbose):
             report = local_runner.run(config, wait_seconds, steps=console.progress.expect)
+        report.log_path = log_path
+        try:
+            report.report_path = html_report.write_run_report(report, config.pipeline_root, config.to_dict())
+        except Exception as error:  # noqa: BLE001 (the model is pushed; a report problem must not hide that)
+            logging.warning("Could not write the HTML report: %s (details in the log file)", run_log.cause(error))
+            logging.getLogger(run_log.FILE_ONLY_LOGGER).exception("HTML report")
     except run_lock.PipelineRootBusyError as error:
         raise click.ClickException(str(error)) from None
     except Exception as error:  # noqa: BLE001 (any step failure: one line here, the traceback in the log)
-        component = run_report.failed_component(config.metadata_path, config.pipeline_name)
+        component = run_report.failed_component(config.metadata_path, config.pipeline_name, earlier_run)
         raise click.ClickException(run_log.failure_line(component, error, log_path)) from None
-    report.log_path = log_path
-    report.report_path = html_report.write_run_report(report, config.pipeline_root, config.to_dict())
+    finally:
+        run_log.detach(handler)
     return report
 
 
@@ -438,6 +446,11 @@ def report(run_id: str | None, pipeline_root: str, pipeline_name: str, open_brow
         path = html_report.rewrite_report(metadata_path, pipeline_name, pipeline_root, run_id)
     except LookupError as error:
         raise click.ClickException(str(error)) from None
+    except (ValueError, KeyError) as error:  # pydantic's ValidationError is a ValueError
+        raise click.ClickException(
+            f"Cannot read that run's artifacts ({type(error).__name__}: {str(error).splitlines()[0]}); "
+            "runs made before the train/validation/test splits have no report."
+        ) from None
     click.echo(path)
     if open_browser:
         webbrowser.open("file://" + os.path.abspath(path))

@@ -63,6 +63,9 @@ class StepProgress:
     def expect(self, steps: int) -> None:
         """A run of ``steps`` steps starts: the lines count ``[n/steps]``."""
         self.total, self._done = steps, 0
+        self._started.clear()
+        self._cached.clear()
+        self._current, self.pending_start = "", None
 
     def _counter(self, index: int) -> str:
         return f"[{index}/{self.total}] " if self.total else ""

@@ -40,6 +40,11 @@ def preflight(config: PipelineConfig) -> splits.Assignment:
       model_lib.WeightsError: If the weights cannot be loaded.
       OSError: If the pipeline root or the serving directory cannot be written.
     """
+    if "://" in config.pipeline_root:
+        raise ValueError(
+            f"pipeline_root {config.pipeline_root!r} is a URI: local runs keep MLMD in SQLite there, so it must be "
+            "a local folder (use Kubeflow for gs:// or s3:// pipeline roots)."
+        )
     root, files = _list_data(config)
     counts = image_files.class_file_counts(root, files)
     logging.info("Data root %s: %d files; per class folder: %s", root, len(files), counts)

@@ -41,21 +41,31 @@ def _user_code(user_code: str, module_file: str, function: str) -> dict[str, str
     return {function: f"components.{module.replace(os.sep, '.')}.{function}"}
 
 
-def eval_config(min_accuracy: float, max_accuracy_drop: float) -> tfma.EvalConfig:
-    """Accuracy gate on the overall slice; per-class slices are reported only.
+def gate_threshold(min_accuracy: float, max_accuracy_drop: float) -> tfma.MetricThreshold:
+    """The gate on test accuracy.
 
     Args:
       min_accuracy: Absolute lower bound of test accuracy.
       max_accuracy_drop: How much lower than the latest blessed model the
         candidate may be (0.0: no worse).
     """
-    threshold = tfma.MetricThreshold(
+    return tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}),
         change_threshold=tfma.GenericChangeThreshold(
             direction=tfma.MetricDirection.HIGHER_IS_BETTER,
             absolute={"value": -max(max_accuracy_drop, _MIN_CHANGE_TOLERANCE)},
         ),
     )
+
+
+def eval_config(threshold: tfma.MetricThreshold | None) -> tfma.EvalConfig:
+    """Accuracy and example counts overall and per class, on the overall slice gated by ``threshold``.
+
+    Without a threshold the Evaluator measures and blesses nothing (the from-scratch
+    comparison: a blessing there would make the Resolver take an ungated model as
+    the served baseline).
+    """
+    per_slice = [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)]
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
@@ -73,9 +83,7 @@ def eval_config(min_accuracy: float, max_accuracy_drop: float) -> tfma.EvalConfi
                     tfma.MetricConfig(
                         class_name="SparseCategoricalAccuracy",
                         config=f'{{"name": "{ACCURACY_METRIC}"}}',
-                        per_slice_thresholds=[
-                            tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)
-                        ],
+                        per_slice_thresholds=per_slice if threshold else [],
                     ),
                 ]
             )
@@ -174,7 +182,7 @@ def create_pipeline(
         examples,
         trainer.outputs["model"],
         model_resolver.outputs["model"],
-        eval_config(config.min_accuracy, config.max_accuracy_drop),
+        eval_config(gate_threshold(config.min_accuracy, config.max_accuracy_drop)),
     )
     pusher = atomic_pusher.create_pusher(
         trainer.outputs["model"],
@@ -189,10 +197,10 @@ def create_pipeline(
         scratch = _trainer(config, config.trainer.from_scratch_comparison(), transform, schema).with_id(
             FROM_SCRATCH_TRAINER
         )
-        # Blessed when the transfer model is no worse than the from-scratch model on test.
-        versus = _evaluator(
-            examples, trainer.outputs["model"], scratch.outputs["model"], eval_config(0.0, 0.0)
-        ).with_id(TRANSFER_VS_SCRATCH_EVALUATOR)
+        # Both models' test metrics side by side; no threshold, so no blessing.
+        versus = _evaluator(examples, trainer.outputs["model"], scratch.outputs["model"], eval_config(None)).with_id(
+            TRANSFER_VS_SCRATCH_EVALUATOR
+        )
         comparison = [scratch, versus]
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

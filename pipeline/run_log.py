@@ -10,8 +10,6 @@ import logging
 import os
 import time
 
-import tensorflow as tf
-
 from pipeline import console
 
 LOG_DIR = "logs"
@@ -26,23 +24,29 @@ class _NotFileOnly(logging.Filter):
         return not record.name.startswith(FILE_ONLY_LOGGER)
 
 
-def attach_log_file(pipeline_root: str) -> str:
-    """Adds a handler writing every record to a new log file in the pipeline root; returns its path."""
+def attach_log_file(pipeline_root: str) -> tuple[str, logging.Handler]:
+    """Adds a handler writing every record to a new log file in the pipeline root.
+
+    Returns:
+      The file's path and the handler (give it to :func:`detach` when the run ends).
+    """
     folder = os.path.join(pipeline_root, LOG_DIR)
-    tf.io.gfile.makedirs(folder)
+    os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
-    handler = (
-        logging.FileHandler(path, encoding="utf-8")
-        if "://" not in path
-        else logging.StreamHandler(tf.io.gfile.GFile(path, "w"))
-    )
+    handler = logging.FileHandler(path, encoding="utf-8")  # local runs keep the pipeline root local
     handler.setFormatter(logging.Formatter(_FORMAT))
     root = logging.getLogger()
     root.addHandler(handler)
     for other in root.handlers:
-        if other is not handler:
+        if other is not handler and not any(isinstance(f, _NotFileOnly) for f in other.filters):
             other.addFilter(_NotFileOnly())
-    return path
+    return path, handler
+
+
+def detach(handler: logging.Handler) -> None:
+    """Removes and closes a run's log file handler."""
+    logging.getLogger().removeHandler(handler)
+    handler.close()
 
 
 def cause(error: BaseException) -> str:

@@ -100,7 +100,10 @@ class RunReport:
     @property
     def negative_transfer(self) -> bool | None:
         """Whether training from scratch beat the transfer model on test (None: not compared)."""
-        return None if self.comparison is None else not self.comparison.blessed
+        comparison = self.comparison
+        if comparison is None or None in (comparison.candidate_accuracy, comparison.baseline_accuracy):
+            return None
+        return comparison.baseline_accuracy > comparison.candidate_accuracy
 
     def format(self) -> str:
         """A short human-readable summary."""
@@ -276,14 +279,29 @@ def _anomalies(uri: str) -> list[str]:
     return found
 
 
-def failed_component(metadata_path: str, pipeline_name: str) -> str | None:
-    """The component of the latest run that failed (or never finished), None if none is known."""
+def latest_run_id(metadata_path: str, pipeline_name: str) -> str | None:
+    """The id of the pipeline's newest run in MLMD, None if there is none (no database is created)."""
     try:
-        store = metadata_store.MetadataStore(
-            tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
-        )
+        return _run_context(_store(metadata_path), pipeline_name).name
+    except LookupError:
+        return None
+
+
+def failed_component(metadata_path: str, pipeline_name: str, earlier_run: str | None) -> str | None:
+    """The step of the latest run that failed (or never finished), None if none is known.
+
+    Args:
+      metadata_path: The SQLite MLMD database.
+      pipeline_name: The pipeline.
+      earlier_run: The newest run id before this run started: if it is still the
+        newest, this run failed before MLMD registered it, and no step is named.
+    """
+    try:
+        store = _store(metadata_path)
         run = _run_context(store, pipeline_name)
-    except Exception:  # noqa: BLE001 (no database or no run yet: nothing to name)
+    except LookupError:
+        return None
+    if run.name == earlier_run:
         return None
     unfinished = (metadata_store_pb2.Execution.FAILED, metadata_store_pb2.Execution.RUNNING)
     for execution in sorted(store.get_executions_by_context(run.id), key=lambda execution: -execution.id):
@@ -334,14 +352,13 @@ def _add_outputs(report: RunReport, outputs: dict[str, dict[str, metadata_store_
             report.training = reports.read_summary(report.training_dir)
             if tf.io.gfile.isdir(report.training_dir):
                 report.training_files = sorted(name.rstrip("/") for name in tf.io.gfile.listdir(report.training_dir))
-        if "ModelBlessing" in artifacts and "ModelEvaluation" in artifacts:
-            gate = evaluation.read_gate(
+        if node == TRANSFER_VS_SCRATCH_EVALUATOR and "ModelEvaluation" in artifacts:
+            # Measures both models on test and blesses nothing (see pipeline.eval_config).
+            report.comparison = evaluation.read_gate(artifacts["ModelEvaluation"].uri, blessed=False)
+        elif "ModelBlessing" in artifacts and "ModelEvaluation" in artifacts:
+            report.gate = evaluation.read_gate(
                 artifacts["ModelEvaluation"].uri, bool(_custom(artifacts["ModelBlessing"], "blessed"))
             )
-            if node == TRANSFER_VS_SCRATCH_EVALUATOR:
-                report.comparison = gate
-            else:
-                report.gate = gate
         if "PushedModel" in artifacts:
             pushed = artifacts["PushedModel"]
             if _custom(pushed, "pushed"):

@@ -224,7 +224,7 @@ def test_format_ends_with_the_step_table() -> None:
 @pytest.mark.parametrize(("drop", "expected"), [(0.0, 0.0), (0.05, 0.05)])
 def test_gate_bounds_read_back_what_the_pipeline_configures(drop: float, expected: float) -> None:
     # TFX stores exec properties as proto_utils JSON (snake_case field names).
-    stored = proto_utils.proto_to_json(pipeline.eval_config(0.6, drop))
+    stored = proto_utils.proto_to_json(pipeline.eval_config(pipeline.gate_threshold(0.6, drop)))
     assert run_report.gate_bounds(stored) == GateBounds(min_accuracy=0.6, max_accuracy_drop=expected)
 
 
