@@ -152,7 +152,7 @@ class ImageFolderExecutor(BaseExampleGenExecutor):
             ((item.relative_path, item.label) for item in found if not image_files.precheck_reason(item)),
             split_percents_from_output_config(output_config),
         )
-        logging.info("Ingesting %d files from %s", len(found), root)
+        logging.debug("Ingesting %d files from %s", len(found), root)
         items = [(index, item, assignment.split_of.get(item.relative_path, "")) for index, item in enumerate(found)]
         results = (
             pipeline

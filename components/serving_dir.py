@@ -6,8 +6,9 @@ serves the highest number. A push copies into a hidden staging folder
 number, so a version appears at once and complete (on a local disk, NFS or a
 mounted PVC; on gs:// a rename is a copy and is not atomic).
 
-This module needs TensorFlow's file API only (no TFX import), so that ``predict``
-starts fast; the TFX Pusher glue is in ``components/atomic_pusher.py``.
+This module needs TensorFlow's file API and TFX's small ``io_utils`` only (not the
+Pusher or the orchestration), so that ``predict`` starts fast; the TFX Pusher glue is
+in ``components/atomic_pusher.py``.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def demo_config(workdir: str, weights: str) -> PipelineConfig:
                 "backbone_alpha": ALPHA,
                 "weights": weights,
                 "stage1_epochs": 6,
-                "stage2_epochs": 6,
+                "stage2_epochs": 10,
                 # A source backbone from a neighbouring domain: fine-tune all of it (BatchNorm stays frozen).
                 "stage2_learning_rate": 3e-4,
                 "fine_tune_schedule": "fraction",
