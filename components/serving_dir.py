@@ -46,11 +46,16 @@ def list_versions(base: str) -> list[int]:
     return sorted(int(name) for name in names if _VERSION.match(name))
 
 
+def is_complete(version_dir: str) -> bool:
+    """Whether a version folder holds a SavedModel (``saved_model.pb``)."""
+    return tf.io.gfile.exists(os.path.join(version_dir, "saved_model.pb"))
+
+
 def newest_model_dir(base: str) -> str | None:
     """The newest version folder under ``base`` that holds a ``saved_model.pb``, or None."""
     for version in reversed(list_versions(base)):
         candidate = os.path.join(base, str(version))
-        if tf.io.gfile.exists(os.path.join(candidate, "saved_model.pb")):
+        if is_complete(candidate):
             return candidate
     return None
 

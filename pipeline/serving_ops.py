@@ -34,6 +34,8 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from components import serving_dir as version_dirs  # the version-folder layout (a parameter is named serving_dir)
+
 STABLE = "stable"
 CANARY = "canary"
 MODEL_CONFIG_FILE = "models.config"
@@ -45,7 +47,6 @@ SETTLE_SECONDS = CONFIG_POLL_SECONDS + 15
 # The BatchingParameters fields the batching ConfigMap sets (TF Serving's
 # session_bundle_config.proto; each an Int64Value: ``name { value: N }``).
 BATCHING_FIELDS = ("max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches")
-_VERSION = re.compile(r"^\d+$")
 _WRAPPED_INT = re.compile(r"(\w+)\s*\{\s*value\s*:\s*(\d+)\s*\}")
 _OBJECT_STORES = ("gs://", "s3://")
 
@@ -107,14 +108,6 @@ class LabelChange:
 def model_config_path(serving_dir: str) -> str:
     """``<serving_dir>/models.config``."""
     return os.path.join(serving_dir, MODEL_CONFIG_FILE)
-
-
-def version_numbers(model_base: str) -> list[int]:
-    """Numeric version folders under ``<serving_dir>/<model>``, oldest first."""
-    if not tf.io.gfile.isdir(model_base):
-        return []
-    names = (name.rstrip("/") for name in tf.io.gfile.listdir(model_base))
-    return sorted(int(name) for name in names if _VERSION.match(name))
 
 
 def record_push_info(version_dir: str, info: dict[str, Any]) -> str:
@@ -180,7 +173,7 @@ def describe_versions(serving_dir: str, model_name: str) -> list[VersionInfo]:
     labels = dict(entry.version_labels) if entry else {}
     listed = set(entry.model_version_policy.specific.versions) if entry else set()
     infos = []
-    for version in version_numbers(base):
+    for version in version_dirs.list_versions(base):
         version_dir = os.path.join(base, str(version))
         push = _read_json(os.path.join(version_dir, "assets.extra", PUSH_INFO_FILE))
         status = _read_json(os.path.join(version_dir, "assets.extra", STATUS_FILE))
@@ -190,7 +183,7 @@ def describe_versions(serving_dir: str, model_name: str) -> list[VersionInfo]:
                 version=version,
                 labels=tuple(sorted(label for label, labelled in labels.items() if labelled == version)),
                 listed=version in listed,
-                complete=_complete(version_dir),
+                complete=version_dirs.is_complete(version_dir),
                 accuracy=float(accuracy) if isinstance(accuracy, (int, float)) else None,
                 pipeline_run=push.get("pipeline_run"),
                 pushed_at=push.get("pushed_at"),
@@ -360,9 +353,9 @@ def _apply(
 def _rollback_target(serving_dir: str, model_name: str, stable: int) -> int | None:
     base = os.path.join(serving_dir, model_name)
     candidates = []
-    for version in reversed(version_numbers(base)):
+    for version in reversed(version_dirs.list_versions(base)):
         version_dir = os.path.join(base, str(version))
-        if version >= stable or not _complete(version_dir):
+        if version >= stable or not version_dirs.is_complete(version_dir):
             continue
         status = _read_json(os.path.join(version_dir, "assets.extra", STATUS_FILE))
         if not status.get("rolled_back_at"):
@@ -384,13 +377,9 @@ def _current_labels(serving_dir: str, model_name: str) -> dict[str, int]:
     return dict(entry.version_labels) if entry else {}
 
 
-def _complete(version_dir: str) -> bool:
-    return tf.io.gfile.exists(os.path.join(version_dir, "saved_model.pb"))
-
-
 def _require_complete(serving_dir: str, model_name: str, version: int) -> None:
     version_dir = os.path.join(serving_dir, model_name, str(version))
-    if not _complete(version_dir):
+    if not version_dirs.is_complete(version_dir):
         raise FileNotFoundError(
             f"No complete version at {version_dir} (a folder with saved_model.pb): "
             f"`image-pipeline serving list --serving-dir {serving_dir}` shows the versions."

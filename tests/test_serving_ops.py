@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from components import serving_dir as serving_dir_lib
 from pipeline import cli, serving_ops
 
 MODEL = "image_classifier"
@@ -86,7 +87,7 @@ def test_canary_promote_rollback_cycle_keeps_every_version(serving_dir: str) -> 
     assert _state(serving_dir)[0] == {"stable": 1, "canary": 1}
     with pytest.raises(ValueError, match="older than 1"):
         serving_ops.rollback(serving_dir, MODEL, settle_seconds=0)
-    assert serving_ops.version_numbers(os.path.join(serving_dir, MODEL)) == [1, 2, 3]
+    assert serving_dir_lib.list_versions(os.path.join(serving_dir, MODEL)) == [1, 2, 3]
     rolled_back = {info.version for info in serving_ops.describe_versions(serving_dir, MODEL) if info.rolled_back_at}
     assert rolled_back == {2, 3}
 
