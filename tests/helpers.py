@@ -9,6 +9,8 @@ import random
 import numpy as np
 from PIL import Image
 
+from pipeline.config import PipelineConfig, build_config
+
 
 def encode(image: Image.Image, image_format: str, **kwargs: object) -> bytes:
     """Encodes a Pillow image in memory."""
@@ -40,3 +42,19 @@ def noise_folder(root: str, classes: tuple[str, ...], per_class: int, size: int,
             pixels = np.random.default_rng(rng.randint(0, 2**31)).integers(0, 256, (size, size, 3), dtype=np.uint8)
             write(os.path.join(root, label, f"{index:03d}.png"), encode(Image.fromarray(pixels), "PNG"))
     return root
+
+
+def tiny_run_config(root: str, trainer: dict | None = None, **overrides: object) -> PipelineConfig:
+    """A whole pipeline under ``root`` that runs in about a minute: 32 px, from scratch, one epoch."""
+    values: dict = {
+        "data_root": os.path.join(root, "data"),
+        "pipeline_root": os.path.join(root, "tfx_root"),
+        "serving_dir": os.path.join(root, "serving"),
+        "validation_percent": 20,
+        "test_percent": 20,
+        "min_accuracy": 0.0,
+        "trainer": {"image_size": 32, "weights": "none", "stage1_epochs": 1, "stage2_epochs": 0, "batch_size": 8},
+    }
+    values.update(overrides)
+    values["trainer"].update(trainer or {})
+    return build_config(values)

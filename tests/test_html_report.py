@@ -17,10 +17,10 @@ from tfx.utils import proto_utils
 from components.modules import reports
 from components.modules.settings import StageHistory, TrainerSettings, TrainingSummary
 from pipeline import cli, html_report, local_runner, pipeline, run_report
-from pipeline.config import PipelineConfig, build_config
+from pipeline.config import PipelineConfig
 from pipeline.evaluation import GateResult
 from pipeline.run_report import GateBounds, RunReport, StepTiming
-from tests.helpers import encode, noise_folder, solid, write
+from tests.helpers import encode, noise_folder, solid, tiny_run_config, write
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -231,18 +231,7 @@ def test_gate_bounds_read_back_what_the_pipeline_configures(drop: float, expecte
 # A real run, a real browser.
 
 
-def _config(root: str) -> PipelineConfig:
-    return build_config(
-        {
-            "data_root": os.path.join(root, "data"),
-            "pipeline_root": os.path.join(root, "tfx_root"),
-            "serving_dir": os.path.join(root, "serving"),
-            "validation_percent": 20,
-            "test_percent": 20,
-            "min_accuracy": 0.0,
-            "trainer": {"image_size": 32, "weights": "none", "stage1_epochs": 1, "stage2_epochs": 0, "batch_size": 8},
-        }
-    )
+_config = tiny_run_config
 
 
 @pytest.fixture(scope="module")

@@ -15,25 +15,13 @@ from tfx import v1 as tfx
 from components import splits
 from components.modules import model as model_lib
 from pipeline import cli, local_runner, pipeline
-from pipeline.config import PipelineConfig, build_config
-from tests.helpers import encode, noise_folder, solid, write
+from pipeline.config import PipelineConfig
+from tests.helpers import encode, noise_folder, solid, tiny_run_config, write
 
 pytestmark = pytest.mark.slow
 
 
-def _config(root: str, trainer: dict | None = None, **overrides: object) -> PipelineConfig:
-    values = {
-        "data_root": os.path.join(root, "data"),
-        "pipeline_root": os.path.join(root, "tfx_root"),
-        "serving_dir": os.path.join(root, "serving"),
-        "validation_percent": 20,
-        "test_percent": 20,
-        "min_accuracy": 0.0,
-        "trainer": {"image_size": 32, "weights": "none", "stage1_epochs": 1, "stage2_epochs": 0, "batch_size": 8},
-    }
-    values.update(overrides)
-    values["trainer"].update(trainer or {})
-    return build_config(values)
+_config = tiny_run_config
 
 
 def _count_records(examples_uri: str, split: str) -> int:
