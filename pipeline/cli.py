@@ -190,10 +190,13 @@ EXIT_HELD_BACK = 4
 @_config_options
 def run(config_file: str | None, wait_seconds: float, fail_if_not_blessed: bool, **flags: Any) -> None:
     """Run the whole pipeline locally on a folder of labelled images."""
-    from pipeline import local_runner
-
     try:
         config = config_from_flags(config_file, flags)
+    except config_lib.ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    from pipeline import local_runner  # TensorFlow and TFX: after the config is known to be good
+
+    try:
         local_runner.preflight(config)
     except (config_lib.ConfigError, ValueError, RuntimeError, OSError) as error:
         raise click.ClickException(str(error)) from None
