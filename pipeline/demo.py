@@ -37,7 +37,7 @@ TARGET_PER_CLASS = 200
 HOLDOUT_PER_CLASS = 20
 # Made by `image-pipeline demo --pretrain` (see README); reproduces in ~11 minutes on 2 cores.
 SHIPPED_WEIGHTS = os.path.join(os.path.dirname(__file__), "demo_assets", "source_backbone.weights.h5")
-SHOWN_PER_CLASS = 2
+SHOWN_PER_CLASS = 1
 
 
 def demo_config(workdir: str, weights: str) -> PipelineConfig:
@@ -74,7 +74,7 @@ def _generate(workdir: str, name: str, classes: tuple[str, ...], per_class: int,
         return folder
     count = demo_data.generate(folder + ".tmp", classes, per_class, IMAGE_SIZE, seed, mixed_formats=name != "source")
     os.replace(folder + ".tmp", folder)
-    logging.info("Generated %d %s images in %s", count, name, folder)
+    logging.debug("Generated %d %s images in %s", count, name, folder)
     return folder
 
 
@@ -129,8 +129,9 @@ def run_demo(
     """
     started = time.monotonic()
     os.makedirs(workdir, exist_ok=True)
-    _generate(workdir, "data", demo_data.TARGET_CLASSES, TARGET_PER_CLASS, 1)
-    _generate(workdir, "holdout", demo_data.TARGET_CLASSES, HOLDOUT_PER_CLASS, 2)
+    data = _generate(workdir, "data", demo_data.TARGET_CLASSES, TARGET_PER_CLASS, 1)
+    holdout = _generate(workdir, "holdout", demo_data.TARGET_CLASSES, HOLDOUT_PER_CLASS, 2)
+    logging.info("Demo images in %s, held-out images (never seen by the pipeline) in %s", data, holdout)
     config = demo_config(workdir, source_weights(workdir, pretrain))
     local_runner.preflight(config)
     report = execute(config)

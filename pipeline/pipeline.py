@@ -14,7 +14,7 @@ from components import atomic_pusher, image_example_gen, image_files, splits
 from components.modules import features
 from components.modules.settings import TrainerSettings, TransformSettings
 from pipeline.config import PipelineConfig
-from pipeline.evaluation import ACCURACY_METRIC
+from pipeline.evaluation import ACCURACY_METRIC, CONFUSION_MATRIX_PLOT
 
 MODULES_DIR = os.path.dirname(components.modules.__file__)
 TRANSFORM_MODULE_FILE = os.path.join(MODULES_DIR, "transform.py")
@@ -59,7 +59,7 @@ def gate_threshold(min_accuracy: float, max_accuracy_drop: float) -> tfma.Metric
 
 
 def eval_config(threshold: tfma.MetricThreshold | None) -> tfma.EvalConfig:
-    """Accuracy and example counts overall and per class, on the overall slice gated by ``threshold``.
+    """Accuracy, example counts and the confusion matrix overall and per class; ``threshold`` gates the overall slice.
 
     Without a threshold the Evaluator measures and blesses nothing (the from-scratch
     comparison: a blessing there would make the Resolver take an ungated model as
@@ -80,6 +80,7 @@ def eval_config(threshold: tfma.MetricThreshold | None) -> tfma.EvalConfig:
             tfma.MetricsSpec(
                 metrics=[
                     tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(class_name=CONFUSION_MATRIX_PLOT),
                     tfma.MetricConfig(
                         class_name="SparseCategoricalAccuracy",
                         config=f'{{"name": "{ACCURACY_METRIC}"}}',
