@@ -177,4 +177,5 @@ def test_a_real_run_prints_a_short_quiet_console_and_logs_the_rest(tmp_path: obj
     with open(log_path, encoding="utf-8") as handle:
         log = handle.read()
     assert "bdist_wheel" in log  # the user-module wheel build's output
+    assert "Creating temporary sdist" not in log  # in-process Beam workers need no TFX sdist
     assert all(f"Epoch {epoch}/3 (stage 1)" in log for epoch in (1, 2, 3))
