@@ -1,4 +1,4 @@
-"""The ``image-pipeline`` command: run, demo, predict, pretrain, generate-data.
+"""The ``image-pipeline`` command: run, demo, predict, pretrain, generate-data, Kubeflow compile/dry run/submit.
 
 Configuration is parsed here, once, into a typed ``PipelineConfig``; every
 config field is also a flag (``--image-size 96``), and flags override the file.
@@ -379,6 +379,38 @@ def compile_command(
     except config_lib.ConfigError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"Compiled {target} pipeline to {runner.compile_pipeline(config, kubeflow)}")
+
+
+@main.command("kubeflow-dry-run", cls=ConfigCommand)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML or JSON config file.")
+@_config_options
+def kubeflow_dry_run(config_file: str | None, **flags: Any) -> None:
+    """Run the compiled Kubeflow spec on this machine, each step through its container command.
+
+    Compiles the config as `compile` does, then gives every task the input KFP's
+    launcher would and runs its command (kubeflow/local_harness.py). data_root,
+    pipeline_root and serving_dir must be local folders. Checks the spec and the
+    code, not the image or the cluster.
+    """
+    try:
+        config = config_from_flags(config_file, flags)
+    except config_lib.ConfigError as error:
+        raise click.ClickException(str(error)) from error
+    remote = [path for path in (config.data_root, config.pipeline_root, config.serving_dir) if "://" in path]
+    if remote:
+        raise click.ClickException(f"kubeflow-dry-run needs local folders; pass local paths instead of {remote}.")
+    from kubeflow import local_harness
+
+    spec = local_harness.compile_for_local_run(config, os.path.join(config.pipeline_root, "pipeline.yaml"))
+    try:
+        result = local_harness.run_spec(spec)
+    except (local_harness.SpecError, local_harness.TaskFailedError) as error:
+        raise click.ClickException(str(error)) from error
+    for name, task in result.tasks.items():
+        click.echo(f"{name:<55} {task.state:<9} {task.seconds:7.1f} s")
+    pushed = result.artifact("Pusher", "pushed_model") or {}
+    destination = pushed.get("metadata", {}).get("pushed_destination")
+    click.echo(f"Pushed {destination}" if destination else "Not pushed (see the Evaluator's blessing).")
 
 
 def _kfp_options(function: Any) -> Any:
