@@ -9,8 +9,8 @@ benchmark); ``features.model_pixels`` makes its input from image bytes exactly a
 the serving signatures do.
 
 Variants: ``float32`` (the SavedModel's numbers), ``float16`` (weights stored in
-half precision, about half the size) and ``dynamic`` (weights quantised to int8,
-about a quarter; activations stay float), or ``none``.
+half precision, half the size) and ``dynamic`` (weights quantised to int8, a third
+to a quarter of the size; activations stay float), or ``none``.
 
 TensorFlow (and ``features``, which needs it) is imported inside the functions:
 ``pipeline/config.py`` types its ``tflite`` field with :data:`TfliteVariant` and

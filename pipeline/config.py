@@ -88,7 +88,7 @@ class PipelineConfig(BaseModel):
     tflite: TfliteVariant = Field(
         "float32",
         description="On-device copy written into each pushed version: model.tflite and labels.txt. float32, "
-        "float16 (about half the size) or dynamic (int8 weights, about a quarter); none: no TFLite file.",
+        "float16 (half the size) or dynamic (int8 weights, a third to a quarter); none: no TFLite file.",
     )
     runner: Runner = Field("local", description="local (LocalDagRunner) or beam (BeamDagRunner).")
     beam_args: tuple[str, ...] = Field((), description="Extra Beam pipeline flags, e.g. --direct_num_workers=2.")

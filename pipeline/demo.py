@@ -124,7 +124,7 @@ def _compare_tflite(version_dir: str, paths: list[str], predictions: list[predic
     tflite_file = os.path.join(version_dir, tflite.TFLITE_FILE)
     if not os.path.exists(tflite_file):
         return
-    on_device = predict_lib.predict_files(version_dir, paths, predict_lib.tflite_classifier(tflite_file))
+    on_device = predict_lib.predict_files(paths, predict_lib.tflite_classifier(tflite_file))
     same = sum(a.classes[0] == b.classes[0] for a, b in zip(predictions, on_device, strict=True))
     print(
         f"TFLite ({tflite_file}, {os.path.getsize(tflite_file) / 1e6:.1f} MB): same top class as the SavedModel "
@@ -154,7 +154,9 @@ def run_demo(
         print("No model was pushed (see the Evaluator's verdict above).")
         return 1
     holdout = _holdout_files(workdir)
-    predictions = predict_lib.predict_files(config.model_push_dir, [path for path, _ in holdout])
+    predictions = predict_lib.predict_files(
+        [path for path, _ in holdout], predict_lib.local_classifier(config.model_push_dir)
+    )
     correct = sum(prediction.classes[0] == label for prediction, (_, label) in zip(predictions, holdout, strict=True))
     shown = [p for i, p in enumerate(predictions) if i % HOLDOUT_PER_CLASS < SHOWN_PER_CLASS]
     print(f"\nPredictions of the pushed model ({config.model_push_dir}) on held-out images:")

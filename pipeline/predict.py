@@ -216,19 +216,17 @@ def server_classifier(server: str, model_name: str, use_grpc: bool = False) -> C
     return classify
 
 
-def predict_files(model_dir: str, paths: list[str], classify: Classifier | None = None) -> list[Prediction]:
+def predict_files(paths: list[str], classify: Classifier) -> list[Prediction]:
     """Classifies files that must all succeed (e.g. the demo's hold-out images).
 
     Args:
-      model_dir: The model (see ``local_classifier``), unless ``classify`` is given.
       paths: The image files.
-      classify: Another classifier, e.g. ``tflite_classifier``.
+      classify: ``local_classifier(...)``, ``tflite_classifier(...)`` or ``server_classifier(...)``.
 
     Raises:
-      FileNotFoundError: If the model is missing.
       ValueError: Naming every file that failed and why.
     """
-    results = classify_files(paths, classify or local_classifier(model_dir))
+    results = classify_files(paths, classify)
     failures = [result for result in results if isinstance(result, Failure)]
     if failures:
         raise ValueError("; ".join(f"{failure.path}: {failure.reason}" for failure in failures))
