@@ -26,6 +26,7 @@ _SECTIONS = {
     ),
     "Gate and serving": (
         "min_accuracy", "max_accuracy_drop", "allow_class_changes", "serving_dir", "model_name", "keep_versions",
+        "tflite",
     ),
     "Comparison and transfer": ("compare_from_scratch", "base_model"),
     "Pipeline and runtime": (
@@ -211,6 +212,12 @@ def run(config_file: str | None, wait_seconds: float, fail_if_not_blessed: bool,
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--model-dir", help="Run locally: a pushed model base path (newest version) or a SavedModel folder.")
+@click.option(
+    "--tflite",
+    "tflite_file",
+    type=click.Path(dir_okay=False),
+    help="Run a pushed model.tflite with the TFLite interpreter (class names from labels.txt beside it).",
+)
 @click.option("--server", help="Ask TF Serving: http://host:8501 (REST) or host:8500 with --grpc.")
 @click.option("--grpc", "use_grpc", is_flag=True, help="Use gRPC (PredictionService) instead of REST.")
 @click.option("--model-name", default="image_classifier", show_default=True, help="Model name on the server.")
@@ -222,28 +229,31 @@ def run(config_file: str | None, wait_seconds: float, fail_if_not_blessed: bool,
 def predict(
     images: tuple[str, ...],
     model_dir: str | None,
+    tflite_file: str | None,
     server: str | None,
     use_grpc: bool,
     model_name: str,
     top_k: int | None,
 ) -> None:
-    """Classify image files, or every image in a folder, with a pushed model, locally or through TF Serving.
+    """Classify image files, or every image in a folder, with a pushed model: locally, its TFLite file, or TF Serving.
 
     Prints every good prediction, then one line per file that failed with its
     reason; exits with 1 if any file failed.
     """
     from pipeline import predict as predict_lib
 
-    if (model_dir is None) == (server is None):
-        raise click.UsageError("Pass exactly one of --model-dir (local) or --server (TF Serving).")
+    if sum(option is not None for option in (model_dir, tflite_file, server)) != 1:
+        raise click.UsageError("Pass exactly one of --model-dir (local), --tflite (on-device file) or --server.")
     paths, failures = predict_lib.expand_paths(images)
     try:
         if model_dir:
             classify = predict_lib.local_classifier(model_dir)
+        elif tflite_file:
+            classify = predict_lib.tflite_classifier(tflite_file)
         else:
             classify = predict_lib.server_classifier(server, model_name, use_grpc)
         results = predict_lib.classify_files(paths, classify)
-    except (FileNotFoundError, ConnectionError) as error:
+    except (FileNotFoundError, ConnectionError, ValueError) as error:
         raise click.ClickException(str(error)) from error
     predictions = [result for result in results if isinstance(result, predict_lib.Prediction)]
     failures += [result for result in results if isinstance(result, predict_lib.Failure)]

@@ -211,7 +211,9 @@ def create_pipeline(
         evaluator.outputs["blessing"],
         config.model_push_dir,
         atomic_pusher.PusherSettings(
-            keep_versions=config.keep_versions, allow_class_changes=config.allow_class_changes
+            keep_versions=config.keep_versions,
+            allow_class_changes=config.allow_class_changes,
+            tflite=config.tflite,
         ),
     )
     comparison = []

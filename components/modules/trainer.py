@@ -5,8 +5,9 @@ Stage 1 trains a new head on a frozen backbone; stage 2 unfreezes the top layers
 rate. The Trainer reads only the ``train`` and ``validation`` splits: validation
 drives early stopping and picks the better stage. Judging the exported model is
 the Evaluator's job, on the ``test`` split. The export serves raw encoded images
-(``serving_default``) and tf.Examples (``serving_examples``), and exposes the TFT
-graph (``transform_features``) for the Evaluator.
+(``serving_default``) and tf.Examples (``serving_examples``), exposes the TFT
+graph (``transform_features``) for the Evaluator, and takes decoded pixels
+(``serve_pixels``, the signature the Pusher converts to TFLite).
 """
 
 from __future__ import annotations
@@ -318,6 +319,22 @@ def train_two_stages(
     return result
 
 
+def pixel_signature(classifier: keras.Model, image_size: int) -> Any:
+    """``serve_pixels``: float32 pixels [batch, size, size, 3] in [0, 255] -> ``probabilities``.
+
+    No decode or TFT ops, so TFLite can convert it; ``features.model_pixels``
+    makes its input from image bytes exactly as the serving signatures do.
+    """
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=features.PIXELS_INPUT)]
+    )
+    def serve_pixels(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {features.PROBABILITIES_OUTPUT: classifier(pixels, training=False)}
+
+    return serve_pixels.get_concrete_function()
+
+
 def _serving_signatures(
     classifier: keras.Model,
     tf_transform_output: tft.TFTransformOutput,
@@ -325,7 +342,7 @@ def _serving_signatures(
     image_size: int,
     top_k: int,
 ) -> dict[str, Any]:
-    """serving_default (encoded images), serving_examples and transform_features."""
+    """serving_default (encoded images), serving_examples, transform_features and serve_pixels."""
     classifier.tft_layer = tf_transform_output.transform_features_layer()
     names = tf.constant(class_names)
     k = min(top_k, len(class_names))
@@ -360,6 +377,7 @@ def _serving_signatures(
         "serving_default": serve_images.get_concrete_function(),
         "serving_examples": serve_examples.get_concrete_function(),
         "transform_features": transform_features.get_concrete_function(),
+        features.PIXELS_SIGNATURE: pixel_signature(classifier, image_size),
     }
 
 
