@@ -337,20 +337,20 @@ def pixel_signature(classifier: keras.Model, image_size: int) -> Any:
 
 def _serving_signatures(
     classifier: keras.Model,
+    tft_layer: tf.Module,
     tf_transform_output: tft.TFTransformOutput,
     class_names: list[str],
     image_size: int,
     top_k: int,
 ) -> dict[str, Any]:
     """serving_default (encoded images), serving_examples, transform_features and serve_pixels."""
-    classifier.tft_layer = tf_transform_output.transform_features_layer()
     names = tf.constant(class_names)
     k = min(top_k, len(class_names))
     raw_spec = tf_transform_output.raw_feature_spec()
     image_spec = {features.IMAGE_KEY: raw_spec[features.IMAGE_KEY]}
 
     def predict(raw_features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        transformed = classifier.tft_layer(raw_features)
+        transformed = tft_layer(raw_features)
         probabilities = classifier(features.decode_transformed(transformed[IMAGE_XF], image_size), training=False)
         scores, class_ids = tf.math.top_k(probabilities, k=k)
         return {
@@ -371,7 +371,7 @@ def _serving_signatures(
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def transform_features(examples: tf.Tensor) -> dict[str, tf.Tensor]:
         parsed = tf.io.parse_example(examples, raw_spec)
-        return {LABEL_XF: classifier.tft_layer(parsed)[LABEL_XF]}
+        return {LABEL_XF: tft_layer(parsed)[LABEL_XF]}
 
     return {
         "serving_default": serve_images.get_concrete_function(),
@@ -379,6 +379,29 @@ def _serving_signatures(
         "transform_features": transform_features.get_concrete_function(),
         features.PIXELS_SIGNATURE: pixel_signature(classifier, image_size),
     }
+
+
+def export_serving_model(
+    classifier: keras.Model,
+    tf_transform_output: tft.TFTransformOutput,
+    class_names: list[str],
+    settings: TrainerSettings,
+    path: str,
+) -> None:
+    """Saves the serving SavedModel: the signatures, the classifier's weights and the TFT layer.
+
+    The root is a plain ``tf.Module`` holding what the signatures capture, not the Keras
+    model: saving the Keras object makes TensorFlow walk and trace its layers too, which
+    doubled the save time and the load time (benchmarks/README.md, "Model export").
+    Everything that loads the model (TF Serving, TFMA, ``predict``) uses the signatures.
+    """
+    root = tf.Module()
+    root.tft_layer = tf_transform_output.transform_features_layer()
+    root.model_variables = list(classifier.variables)
+    signatures = _serving_signatures(
+        classifier, root.tft_layer, tf_transform_output, class_names, settings.image_size, settings.top_k
+    )
+    tf.saved_model.save(root, path, signatures=signatures)
 
 
 def _strategy(distribution: str) -> tf.distribute.Strategy:
@@ -512,7 +535,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     reports.write_reports(summary, fn_args.model_run_dir)
     model_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
     classifier.get_layer(model_lib.BACKBONE_LAYER_NAME).save_weights(model_lib.backbone_weights_path(model_dir))
-    signatures = _serving_signatures(classifier, tf_transform_output, class_names, settings.image_size, settings.top_k)
-    tf.saved_model.save(classifier, fn_args.serving_model_dir, signatures=signatures)
+    export_serving_model(classifier, tf_transform_output, class_names, settings, fn_args.serving_model_dir)
     _write_warmup_requests(fn_args, tf_transform_output)
     logging.info("Exported the serving model to %s", fn_args.serving_model_dir)
