@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/transform.py
 	$(BIN)/python benchmarks/serving.py --model-dir $(WORKDIR)/serving/image_classifier
 	$(BIN)/python benchmarks/serving_batching.py --model-dir $(WORKDIR)/serving/image_classifier
+	$(BIN)/python benchmarks/tflite.py --model-dir $(WORKDIR)/serving/image_classifier --holdout $(WORKDIR)/holdout
 	$(BIN)/python benchmarks/training.py
 	$(BIN)/python benchmarks/pipeline_run.py
 	$(BIN)/python benchmarks/vs_notebook.py --dataset demo --stage1-epochs 6 --stage2-epochs 6 --stage2-learning-rate 3e-4 --fine-tune-layers 1000

@@ -9,7 +9,9 @@ version is gone (the local runner never caches the Pusher, see
 ``pipeline/uncached_nodes.py``), and keeps only the newest K versions. A blessed
 candidate whose class set differs from the served model's is held back unless
 class changes are allowed: a model that no longer knows a class can tie on
-accuracy and would silently stop recognising it.
+accuracy and would silently stop recognising it. Each new version gets the
+configured TFLite file and its labels (``components/tflite.py``), written into
+the staging folder so the version never appears without them.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
-from components import serving_dir
+from components import serving_dir, tflite
 from components.modules import features
 from pipeline import serving_ops  # the TF Serving model config (labels) lives with the serving commands
 
@@ -41,12 +43,14 @@ class PusherSettings(BaseModel):
     Attributes:
       keep_versions: Pushed versions kept (0: all).
       allow_class_changes: Push a candidate whose classes differ from the served model's.
+      tflite: The on-device variant written into each new version (``none``: no TFLite file).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     keep_versions: int
     allow_class_changes: bool
+    tflite: tflite.TfliteVariant
 
 
 def class_names(model_dir: str) -> list[str] | None:
@@ -71,6 +75,32 @@ def class_change(served_dir: str, candidate_dir: str) -> str:
         f"class set changed ({'; '.join(parts)}): not pushed. Add the missing class folders back, "
         "or set allow_class_changes: true to serve the new class set"
     )
+
+
+def on_device_files(model_dir: str, variant: tflite.TfliteVariant) -> dict[str, bytes]:
+    """The TFLite file and labels of the model for its version folder (none for ``none``).
+
+    Raises:
+      tflite.ConversionError: If the model cannot be converted (the push fails; nothing appears).
+    """
+    if variant == "none":
+        return {}
+    names = class_names(model_dir)
+    if names is None:
+        raise tflite.ConversionError(
+            f"The model at {model_dir} has no assets/{features.LABEL_VOCAB_NAME} (class names) for its "
+            f"{tflite.LABELS_FILE}: was it trained by this pipeline? Set tflite: none to push it without TFLite."
+        )
+    started = time.monotonic()
+    files = tflite.export_files(model_dir, variant, names)
+    logging.info(
+        "TFLite (%s): %s, %.1f MB, converted in %.1f s.",
+        variant,
+        tflite.TFLITE_FILE,
+        len(files[tflite.TFLITE_FILE]) / 1e6,
+        time.monotonic() - started,
+    )
+    return files
 
 
 class AtomicPusherExecutor(tfx_pusher_executor.Executor):
@@ -103,7 +133,8 @@ class AtomicPusherExecutor(tfx_pusher_executor.Executor):
             serving_path = newest
             logging.info("The newest version %s already serves this model; nothing copied.", serving_path)
         else:
-            serving_path = serving_dir.atomic_push(model_dir, base)
+            extra_files = on_device_files(model_dir, settings.tflite)
+            serving_path = serving_dir.atomic_push(model_dir, base, extra_files=extra_files)
             logging.info("Model written to serving path %s.", serving_path)
             self._after_push(serving_path, model_dir)
         version = int(os.path.basename(serving_path))

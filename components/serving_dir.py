@@ -20,7 +20,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 import tensorflow as tf
 from tfx.utils import io_utils
@@ -174,7 +174,13 @@ def _rename_to_free_version(staging: str, base: str, version: int, attempts: int
     )
 
 
-def atomic_push(model_dir: str, base: str, version: int | None = None, attempts: int = PUSH_ATTEMPTS) -> str:
+def atomic_push(
+    model_dir: str,
+    base: str,
+    version: int | None = None,
+    attempts: int = PUSH_ATTEMPTS,
+    extra_files: Mapping[str, bytes] | None = None,
+) -> str:
     """Copies ``model_dir`` to a new version folder under ``base``, complete or not at all.
 
     The copy goes to a hidden staging folder that is renamed to the version
@@ -187,6 +193,9 @@ def atomic_push(model_dir: str, base: str, version: int | None = None, attempts:
       base: The serving directory (TF Serving's model base path).
       version: The wanted version number; default ``next_version(base)``.
       attempts: How many numbers to try from ``version`` on.
+      extra_files: File name (relative to the version folder) -> content, written
+        into the staging folder with the model, so the version appears with them
+        (e.g. ``model.tflite``; TF Serving ignores files it does not know).
 
     Returns:
       The version folder written.
@@ -200,6 +209,9 @@ def atomic_push(model_dir: str, base: str, version: int | None = None, attempts:
     staging = os.path.join(base, _staging_name(version))
     try:
         io_utils.copy_dir(model_dir, staging)
+        for name, content in (extra_files or {}).items():
+            with tf.io.gfile.GFile(os.path.join(staging, name), "wb") as handle:
+                handle.write(content)
         return _rename_to_free_version(staging, base, version, attempts)
     finally:
         if tf.io.gfile.exists(staging):

@@ -3,6 +3,11 @@
 A recurring run re-runs the same compiled spec on a cron schedule; with
 ``input_pattern: span-{SPAN:4}/*/*`` each run reads the newest span, so new data
 drops are picked up without recompiling.
+
+Both keep what the compiled spec says: its ``defaultPipelineRoot`` is passed as the
+run's pipeline root (the KFP API ignores the spec's own field and would use the
+cluster's default root), and each task's ``cachingOptions`` stands (the Pusher
+is never cached), unless ``enable_caching`` overrides every task.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import dataclasses
 import os
 
 import kfp
+import yaml
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,13 +46,32 @@ def _require_package(package: str) -> None:
         raise FileNotFoundError(f"Compiled pipeline not found: {package}. Run `image-pipeline compile` first.")
 
 
-def submit(package: str, endpoint: str, experiment: str, run_name: str, enable_caching: bool = True) -> Submitted:
-    """Starts one run of the compiled pipeline."""
+def pipeline_root(package: str) -> str | None:
+    """The compiled spec's ``defaultPipelineRoot`` (``kubeflow/runner.py`` sets the config's)."""
+    with open(package) as handle:
+        document = yaml.safe_load(handle)  # JSON is YAML too
+    return document.get("pipelineSpec", document).get("defaultPipelineRoot")
+
+
+def submit(
+    package: str, endpoint: str, experiment: str, run_name: str, enable_caching: bool | None = None
+) -> Submitted:
+    """Starts one run of the compiled pipeline.
+
+    Args:
+      enable_caching: None keeps each task's compiled caching option; True or
+        False applies to every task (True would cache the Pusher too).
+    """
     _require_package(package)
     client = _client(endpoint)
     experiment_id = _experiment_id(client, experiment)
     result = client.create_run_from_pipeline_package(
-        package, arguments={}, run_name=run_name, experiment_id=experiment_id, enable_caching=enable_caching
+        package,
+        arguments={},
+        run_name=run_name,
+        experiment_id=experiment_id,
+        pipeline_root=pipeline_root(package),
+        enable_caching=enable_caching,
     )
     return Submitted("run", result.run_id, experiment_id)
 
@@ -67,5 +92,6 @@ def schedule(
         max_concurrency=max_concurrency,
         no_catchup=True,
         pipeline_package_path=package,
+        pipeline_root=pipeline_root(package),
     )
     return Submitted("recurring run", recurring.recurring_run_id, experiment_id)

@@ -4,9 +4,22 @@ The compiled spec runs every component in the project's container image (see
 ``kubeflow/Dockerfile``), with the Transform and Trainer code imported from the
 installed package inside it, so nothing depends on a wheel built on the machine
 that compiled. The Trainer gets the GPU resources; the other components CPU and
-memory only. Every container step gets its limits, the FileBasedExampleGen too:
-the compiler drops ``with_platform_config`` for it (tensorflow/tfx#6146), so
-``compile_pipeline`` fills in what the compiled spec lacks.
+memory only.
+
+``compile_pipeline`` writes PipelineSpec schema 2.1.0 (parameters as
+``parameterValues``, what the KFP 2.x driver and launcher pass; schema 2.0.0's
+``runtimeValue.constantValue`` is refused by the open-source KFP driver) and then
+fills in what the compiler leaves out:
+
+- limits for every container step, the FileBasedExampleGen too (the compiler
+  drops ``with_platform_config`` for it, tensorflow/tfx#6146);
+- ``defaultPipelineRoot``: the config's ``pipeline_root`` (a ``.yaml`` has no
+  runtime config; ``kubeflow/client.py`` passes it when it submits);
+- ``cachingOptions.enableCache: false`` for the Pusher, which must look at the
+  serving directory on every run (see ``pipeline/uncached_nodes.py``).
+
+``kubeflow/local_harness.py`` runs the compiled spec's containers' commands on
+this machine.
 """
 
 from __future__ import annotations
@@ -16,6 +29,7 @@ import dataclasses
 import logging
 import os
 import re
+from collections.abc import Collection
 from typing import Any
 
 from google.protobuf import json_format
@@ -25,6 +39,7 @@ from tfx import version as tfx_version
 from tfx.dsl.components.base import base_component
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
+from pipeline import uncached_nodes
 from pipeline.config import ConfigError, PipelineConfig
 from pipeline.pipeline import create_pipeline
 
@@ -106,6 +121,26 @@ def with_missing_resources(pipeline_spec: dict[str, Any], kubeflow: KubeflowConf
     return spec
 
 
+def with_uncached_tasks(pipeline_spec: dict[str, Any], task_names: Collection[str]) -> dict[str, Any]:
+    """A copy of a compiled PipelineSpec (JSON dict) where ``task_names`` never reuse a cached result.
+
+    TFX writes the pipeline's ``enable_cache`` into every task's
+    ``cachingOptions``; KFP skips a task whose cache key it has seen unless that
+    task's ``enableCache`` is false.
+
+    Raises:
+      ValueError: If a task is not in the spec (e.g. a renamed component).
+    """
+    spec = copy.deepcopy(pipeline_spec)
+    tasks = spec["root"]["dag"]["tasks"]
+    unknown = sorted(set(task_names) - set(tasks))
+    if unknown:
+        raise ValueError(f"No task {unknown} in the compiled pipeline; its tasks are {sorted(tasks)}.")
+    for name in task_names:
+        tasks[name]["cachingOptions"] = {"enableCache": False}
+    return spec
+
+
 def kubeflow_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig) -> tfx.dsl.Pipeline:
     """The pipeline as it runs on Kubeflow: installed user code, resources per component."""
     schema_file = config.schema_file or os.path.join(kubeflow.project_dir, "schemas", "schema.pbtxt")
@@ -121,19 +156,26 @@ def compile_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig) -> str:
     """Writes the compiled pipeline to ``kubeflow.output``; returns its path.
 
     The runner compiles without writing; the spec gets the limits the compiler
-    dropped (``with_missing_resources``) and is written by the runner's own writer,
-    so the file is what the runner would write plus those limits.
+    dropped (``with_missing_resources``), the Pusher's cache switched off
+    (``with_uncached_tasks``) and the pipeline root as ``defaultPipelineRoot``,
+    and is written by the runner's own writer, so the file is what the runner
+    would write plus those fields.
     """
     output_dir, filename = os.path.split(os.path.abspath(kubeflow.output))
     os.makedirs(output_dir, exist_ok=True)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=kubeflow.image),
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+            default_image=kubeflow.image, use_pipeline_spec_2_1=True
+        ),
         output_dir=output_dir,
         output_filename=filename,
     )
-    job = runner.run(kubeflow_pipeline(config, kubeflow), write_out=False)
-    job = {**job, "pipelineSpec": with_missing_resources(job["pipelineSpec"], kubeflow)}
+    pipeline = kubeflow_pipeline(config, kubeflow)
+    job = runner.run(pipeline, write_out=False)
+    spec = with_missing_resources(job["pipelineSpec"], kubeflow)
+    spec = with_uncached_tasks(spec, uncached_nodes.pusher_ids(pipeline))
+    spec["defaultPipelineRoot"] = config.pipeline_root
     path = os.path.join(output_dir, filename)
     description = f"This is converted from TFX pipeline from tfx-{tfx_version.__version__}."
-    kubeflow_v2_dag_runner._write_pipeline_spec_to_file(job, description, path)  # noqa: SLF001 (the runner's format)
+    kubeflow_v2_dag_runner._write_pipeline_spec_to_file({**job, "pipelineSpec": spec}, description, path)  # noqa: SLF001 (the runner's format)
     return path

@@ -1,4 +1,4 @@
-"""The ``image-pipeline`` command: run, demo, predict, pretrain, generate-data.
+"""The ``image-pipeline`` command: run, demo, predict, pretrain, generate-data, Kubeflow compile/dry run/submit.
 
 Configuration is parsed here, once, into a typed ``PipelineConfig``; every
 config field is also a flag (``--image-size 96``), and flags override the file.
@@ -26,6 +26,7 @@ _SECTIONS = {
     ),
     "Gate and serving": (
         "min_accuracy", "max_accuracy_drop", "allow_class_changes", "serving_dir", "model_name", "keep_versions",
+        "tflite",
     ),
     "Comparison and transfer": ("compare_from_scratch", "base_model"),
     "Pipeline and runtime": (
@@ -211,6 +212,12 @@ def run(config_file: str | None, wait_seconds: float, fail_if_not_blessed: bool,
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--model-dir", help="Run locally: a pushed model base path (newest version) or a SavedModel folder.")
+@click.option(
+    "--tflite",
+    "tflite_file",
+    type=click.Path(dir_okay=False),
+    help="Run a pushed model.tflite with the TFLite interpreter (class names from labels.txt beside it).",
+)
 @click.option("--server", help="Ask TF Serving: http://host:8501 (REST) or host:8500 with --grpc.")
 @click.option("--grpc", "use_grpc", is_flag=True, help="Use gRPC (PredictionService) instead of REST.")
 @click.option("--model-name", default="image_classifier", show_default=True, help="Model name on the server.")
@@ -222,28 +229,31 @@ def run(config_file: str | None, wait_seconds: float, fail_if_not_blessed: bool,
 def predict(
     images: tuple[str, ...],
     model_dir: str | None,
+    tflite_file: str | None,
     server: str | None,
     use_grpc: bool,
     model_name: str,
     top_k: int | None,
 ) -> None:
-    """Classify image files, or every image in a folder, with a pushed model, locally or through TF Serving.
+    """Classify image files, or every image in a folder, with a pushed model: locally, its TFLite file, or TF Serving.
 
     Prints every good prediction, then one line per file that failed with its
     reason; exits with 1 if any file failed.
     """
     from pipeline import predict as predict_lib
 
-    if (model_dir is None) == (server is None):
-        raise click.UsageError("Pass exactly one of --model-dir (local) or --server (TF Serving).")
+    if sum(option is not None for option in (model_dir, tflite_file, server)) != 1:
+        raise click.UsageError("Pass exactly one of --model-dir (local), --tflite (on-device file) or --server.")
     paths, failures = predict_lib.expand_paths(images)
     try:
         if model_dir:
             classify = predict_lib.local_classifier(model_dir)
+        elif tflite_file:
+            classify = predict_lib.tflite_classifier(tflite_file)
         else:
             classify = predict_lib.server_classifier(server, model_name, use_grpc)
         results = predict_lib.classify_files(paths, classify)
-    except (FileNotFoundError, ConnectionError) as error:
+    except (FileNotFoundError, ConnectionError, ValueError) as error:
         raise click.ClickException(str(error)) from error
     predictions = [result for result in results if isinstance(result, predict_lib.Prediction)]
     failures += [result for result in results if isinstance(result, predict_lib.Failure)]
@@ -400,6 +410,38 @@ def compile_command(
     except config_lib.ConfigError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"Compiled {target} pipeline to {runner.compile_pipeline(config, kubeflow)}")
+
+
+@main.command("kubeflow-dry-run", cls=ConfigCommand)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML or JSON config file.")
+@_config_options
+def kubeflow_dry_run(config_file: str | None, **flags: Any) -> None:
+    """Run the compiled Kubeflow spec on this machine, each step through its container command.
+
+    Compiles the config as `compile` does, then gives every task the input KFP's
+    launcher would and runs its command (kubeflow/local_harness.py). data_root,
+    pipeline_root and serving_dir must be local folders. Checks the spec and the
+    code, not the image or the cluster.
+    """
+    try:
+        config = config_from_flags(config_file, flags)
+    except config_lib.ConfigError as error:
+        raise click.ClickException(str(error)) from error
+    remote = [path for path in (config.data_root, config.pipeline_root, config.serving_dir) if "://" in path]
+    if remote:
+        raise click.ClickException(f"kubeflow-dry-run needs local folders; pass local paths instead of {remote}.")
+    from kubeflow import local_harness
+
+    spec = local_harness.compile_for_local_run(config, os.path.join(config.pipeline_root, "pipeline.yaml"))
+    try:
+        result = local_harness.run_spec(spec)
+    except (local_harness.SpecError, local_harness.TaskFailedError) as error:
+        raise click.ClickException(str(error)) from error
+    for name, task in result.tasks.items():
+        click.echo(f"{name:<55} {task.state:<9} {task.seconds:7.1f} s")
+    pushed = result.artifact("Pusher", "pushed_model") or {}
+    destination = pushed.get("metadata", {}).get("pushed_destination")
+    click.echo(f"Pushed {destination}" if destination else "Not pushed (see the Evaluator's blessing).")
 
 
 def _kfp_options(function: Any) -> Any:

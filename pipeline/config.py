@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from components.modules.settings import WEIGHTS_BASE_MODEL, TrainerSettings
 from components.splits import DEFAULT_TEST_PERCENT, DEFAULT_VALIDATION_PERCENT, SplitPercents
+from components.tflite import TfliteVariant
 
 PIPELINE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,127}$"
 Runner = Literal["local", "beam"]
@@ -83,6 +84,11 @@ class PipelineConfig(BaseModel):
     allow_class_changes: bool = Field(
         False,
         description="Push a blessed model whose classes differ from the served model's (default: hold it back).",
+    )
+    tflite: TfliteVariant = Field(
+        "float32",
+        description="On-device copy written into each pushed version: model.tflite and labels.txt. float32, "
+        "float16 (half the size) or dynamic (int8 weights, a third to a quarter); none: no TFLite file.",
     )
     runner: Runner = Field("local", description="local (LocalDagRunner) or beam (BeamDagRunner).")
     beam_args: tuple[str, ...] = Field((), description="Extra Beam pipeline flags, e.g. --direct_num_workers=2.")

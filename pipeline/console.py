@@ -22,6 +22,8 @@ import time
 from collections.abc import Iterator
 from typing import TextIO
 
+from components.modules import log_names
+
 _OUR_LOGGERS = ("root", "pipeline", "components", "image_pipeline")
 # Library messages that reach the root logger and say nothing a user can act on.
 _HARMLESS = (
@@ -37,8 +39,10 @@ _HARMLESS = (
 _STEP = re.compile(r"^(?:Component|node) (\S+) is (running|finished)\.$")
 _CACHED = re.compile(r"^A cached execution \d+ is used\.$")
 PROGRESS_LOGGER = "image_pipeline.progress"
-# Records of loggers under this prefix go to the log file only (see run_log).
-FILE_ONLY_PREFIX = "image_pipeline.file_only"
+FILE_ONLY_PREFIX = log_names.FILE_ONLY_PREFIX
+STATUS_LOGGER = log_names.STATUS_LOGGER
+_CLEAR_LINE = "\r\x1b[K"  # carriage return, erase to the end of the line
+_CLEAR_WIDTH = 100  # a status line longer than a terminal would wrap and not be erased
 
 
 class StepProgress:
@@ -117,10 +121,14 @@ class ConsoleHandler(logging.StreamHandler):
         self.progress = progress
         self.setFormatter(_ConsoleFormatter())
         self._timer: threading.Timer | None = None
+        self._status_shown = False
 
     def emit(self, record: logging.LogRecord) -> None:
         """Writes the record if the console shows it, after a pending step start line."""
         if record.name.startswith(FILE_ONLY_PREFIX):
+            return
+        if record.name == STATUS_LOGGER:
+            self._status(record)
             return
         if record.name == "absl":
             line = self.progress.consume(record.getMessage())
@@ -131,6 +139,7 @@ class ConsoleHandler(logging.StreamHandler):
             return
         if _shown(record):
             self._flush_start(record.created)
+            self._clear_status()
             super().emit(record)
 
     def _arm_timer(self) -> None:
@@ -149,7 +158,25 @@ class ConsoleHandler(logging.StreamHandler):
         record = logging.LogRecord(PROGRESS_LOGGER, logging.INFO, __file__, 0, line, None, None)
         if created:
             record.created = created
+        self._clear_status()
         super().emit(record)
+
+    def _status(self, record: logging.LogRecord) -> None:
+        """Rewrites the one transient status line (interactive consoles only)."""
+        if not self.stream.isatty():
+            return
+        self.acquire()
+        try:
+            self.stream.write(f"{_CLEAR_LINE}{self.format(record)}"[: _CLEAR_WIDTH + len(_CLEAR_LINE)])
+            self.stream.flush()
+            self._status_shown = True
+        finally:
+            self.release()
+
+    def _clear_status(self) -> None:
+        if self._status_shown:
+            self.stream.write(_CLEAR_LINE)
+            self._status_shown = False
 
 
 _handler: logging.StreamHandler | None = None
@@ -173,6 +200,8 @@ def setup(verbose: bool) -> None:
         _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     else:
         _handler = ConsoleHandler(progress)
+    # Batch status lines exist only where a terminal can rewrite them in place.
+    logging.getLogger(STATUS_LOGGER).setLevel(logging.DEBUG if not verbose and sys.stderr.isatty() else logging.NOTSET)
     root.addHandler(_handler)
     absl_logging.set_verbosity(absl_logging.INFO)  # the step messages, and everything for the log file
     for name in ("apache_beam", "absl", "tensorflow"):

@@ -6,7 +6,8 @@
    ImageNet weights; ``image-pipeline pretrain`` reproduces it).
 3. Run the pipeline with ``--weights <that file>``: ingest, validate, transform,
    two-stage training, accuracy gate, push.
-4. Classify held-out images with the pushed model and print the results.
+4. Classify held-out images with the pushed model and print the results, and
+   how often its TFLite file (``model.tflite``) picks the same class.
 Steps 1-2 are skipped when their outputs already exist in the work folder.
 """
 
@@ -17,6 +18,7 @@ import os
 import time
 from collections.abc import Callable
 
+from components import tflite
 from pipeline import demo_data, local_runner
 from pipeline import predict as predict_lib
 from pipeline.config import PipelineConfig, build_config
@@ -37,7 +39,7 @@ TARGET_PER_CLASS = 200
 HOLDOUT_PER_CLASS = 20
 # Made by `image-pipeline demo --pretrain` (see README); reproduces in ~11 minutes on 2 cores.
 SHIPPED_WEIGHTS = os.path.join(os.path.dirname(__file__), "demo_assets", "source_backbone.weights.h5")
-SHOWN_PER_CLASS = 2
+SHOWN_PER_CLASS = 1
 
 
 def demo_config(workdir: str, weights: str) -> PipelineConfig:
@@ -74,7 +76,7 @@ def _generate(workdir: str, name: str, classes: tuple[str, ...], per_class: int,
         return folder
     count = demo_data.generate(folder + ".tmp", classes, per_class, IMAGE_SIZE, seed, mixed_formats=name != "source")
     os.replace(folder + ".tmp", folder)
-    logging.info("Generated %d %s images in %s", count, name, folder)
+    logging.debug("Generated %d %s images in %s", count, name, folder)
     return folder
 
 
@@ -117,6 +119,19 @@ def _holdout_files(workdir: str) -> list[tuple[str, str]]:
     ]
 
 
+def _compare_tflite(version_dir: str, paths: list[str], predictions: list[predict_lib.Prediction]) -> None:
+    """Prints how often the pushed TFLite file's top class is the SavedModel's, if the version has one."""
+    tflite_file = os.path.join(version_dir, tflite.TFLITE_FILE)
+    if not os.path.exists(tflite_file):
+        return
+    on_device = predict_lib.predict_files(paths, predict_lib.tflite_classifier(tflite_file))
+    same = sum(a.classes[0] == b.classes[0] for a, b in zip(predictions, on_device, strict=True))
+    print(
+        f"TFLite ({tflite_file}, {os.path.getsize(tflite_file) / 1e6:.1f} MB): same top class as the SavedModel "
+        f"on {same}/{len(paths)} held-out images."
+    )
+
+
 def run_demo(
     workdir: str, pretrain: bool = False, execute: Callable[[PipelineConfig], RunReport] = local_runner.run
 ) -> int:
@@ -129,8 +144,9 @@ def run_demo(
     """
     started = time.monotonic()
     os.makedirs(workdir, exist_ok=True)
-    _generate(workdir, "data", demo_data.TARGET_CLASSES, TARGET_PER_CLASS, 1)
-    _generate(workdir, "holdout", demo_data.TARGET_CLASSES, HOLDOUT_PER_CLASS, 2)
+    data = _generate(workdir, "data", demo_data.TARGET_CLASSES, TARGET_PER_CLASS, 1)
+    holdout = _generate(workdir, "holdout", demo_data.TARGET_CLASSES, HOLDOUT_PER_CLASS, 2)
+    logging.info("Demo images in %s, held-out images (never seen by the pipeline) in %s", data, holdout)
     config = demo_config(workdir, source_weights(workdir, pretrain))
     local_runner.preflight(config)
     report = execute(config)
@@ -139,7 +155,9 @@ def run_demo(
         print("No model was pushed (see the Evaluator's verdict above).")
         return 1
     holdout = _holdout_files(workdir)
-    predictions = predict_lib.predict_files(config.model_push_dir, [path for path, _ in holdout])
+    predictions = predict_lib.predict_files(
+        [path for path, _ in holdout], predict_lib.local_classifier(config.model_push_dir)
+    )
     correct = sum(prediction.classes[0] == label for prediction, (_, label) in zip(predictions, holdout, strict=True))
     shown = [p for i, p in enumerate(predictions) if i % HOLDOUT_PER_CLASS < SHOWN_PER_CLASS]
     print(f"\nPredictions of the pushed model ({config.model_push_dir}) on held-out images:")
@@ -147,5 +165,6 @@ def run_demo(
     print(
         f"\nHeld-out accuracy: {correct}/{len(holdout)} = {correct / len(holdout):.3f} (chance: {1 / len(demo_data.TARGET_CLASSES):.3f})"
     )
+    _compare_tflite(report.pushed_to, [path for path, _ in holdout], predictions)
     print(f"Demo finished in {time.monotonic() - started:.0f} s.")
     return 0

@@ -17,6 +17,8 @@ from components.modules import features
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 EXAMPLE_COUNT_METRIC = "example_count"
+# TFMA's multi-class confusion matrix (at threshold 0: the top class is the prediction).
+CONFUSION_MATRIX_PLOT = "MultiClassConfusionMatrixPlot"
 _CANDIDATE = "candidate"
 _BASELINE = "baseline"
 
@@ -34,6 +36,9 @@ class GateResult:
       per_class_accuracy: Class name -> candidate test accuracy.
       per_class_examples: Class name -> test examples.
       reasons: One sentence per failed threshold, with the numbers.
+      confusion_matrix: Candidate's test counts, ``[true class index][predicted class
+        index]`` in the label vocabulary's order (the training summary's
+        ``class_names``); empty if the Evaluator computed none.
     """
 
     blessed: bool
@@ -43,6 +48,7 @@ class GateResult:
     per_class_accuracy: dict[str, float] = dataclasses.field(default_factory=dict)
     per_class_examples: dict[str, int] = dataclasses.field(default_factory=dict)
     reasons: list[str] = dataclasses.field(default_factory=list)
+    confusion_matrix: list[list[int]] = dataclasses.field(default_factory=list)
 
 
 def _slice_class(slice_key: tuple) -> str | None:
@@ -64,6 +70,27 @@ def _metrics(evaluation_uri: str) -> dict[tuple[str | None, str, str], float]:
             model = entry.key.model_name or _CANDIDATE
             values[(label, model, entry.key.name)] = entry.value.double_value.value
     return values
+
+
+def _confusion_matrix(evaluation_uri: str) -> list[list[int]]:
+    """The candidate's overall-slice test confusion matrix from TFMA's plots (empty if none)."""
+    for plots in tfma.load_plots(evaluation_uri):
+        if tfma.slicer.deserialize_slice_key(plots.slice_key):
+            continue  # a per-class slice
+        for entry in plots.plot_keys_and_values:
+            if entry.key.model_name not in ("", _CANDIDATE):
+                continue
+            matrices = entry.value.multi_class_confusion_matrix_at_thresholds.matrices
+            if matrices:
+                return _dense(matrices[0].entries)
+    return []
+
+
+def _dense(entries: object) -> list[list[int]]:
+    """Rows of true classes, columns of predicted classes; predictions below threshold (-1) are left out."""
+    cells = {(e.actual_class_id, e.predicted_class_id): e.num_weighted_examples for e in entries}
+    size = 1 + max((max(true, predicted) for true, predicted in cells), default=-1)
+    return [[round(cells.get((true, predicted), 0)) for predicted in range(size)] for true in range(size)]
 
 
 def _reason(failure: object, candidate: float | None, baseline: float | None) -> str:
@@ -90,6 +117,7 @@ def read_gate(evaluation_uri: str, blessed: bool) -> GateResult:
     try:
         values = _metrics(evaluation_uri)
         validation = tfma.load_validation_result(evaluation_uri)
+        result.confusion_matrix = _confusion_matrix(evaluation_uri)
     except Exception as error:  # noqa: BLE001 (TFMA raises many types on a missing/partial output)
         logging.warning("Could not read the evaluation at %s: %s", evaluation_uri, error)
         result.reasons = [] if blessed else [f"evaluation output unreadable: {error}"]

@@ -170,6 +170,22 @@ def _date(report: RunReport) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def test_confusion_matrix(report: RunReport) -> tuple[list[str], list[list[int]]]:
+    """Class names and the Evaluator's test confusion matrix (rows true, columns predicted), padded to every class.
+
+    Returns ``([], [])`` when the Evaluator computed no matrix.
+    """
+    matrix = report.gate.confusion_matrix if report.gate else []
+    if not matrix:
+        return [], []
+    names = list(report.training.class_names) if report.training else []
+    size = max(len(names), len(matrix))
+    names += [f"class {index}" for index in range(len(names), size)]
+    rows = [list(row) + [0] * (size - len(row)) for row in matrix]
+    rows += [[0] * size for _ in range(size - len(rows))]
+    return names, rows
+
+
 def _context(report: RunReport, config_dict: dict[str, Any] | None) -> dict[str, Any]:
     """Everything the template shows that is not a plain field of the report."""
     status_class, status = _status(report)
@@ -196,6 +212,7 @@ def _context(report: RunReport, config_dict: dict[str, Any] | None) -> dict[str,
         "config_json": json.dumps(config_dict, indent=2, sort_keys=False) if config_dict else "",
         "settings_json": report.training.settings.model_dump_json(indent=2) if report.training else "",
         "longest_step": longest_step,
+        "test_matrix": test_confusion_matrix(report),
     }
 
 

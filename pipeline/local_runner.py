@@ -52,7 +52,6 @@ def preflight(config: PipelineConfig) -> splits.Assignment:
         )
     root, files = _list_data(config)
     counts = image_files.class_file_counts(root, files)
-    logging.info("Data root %s: %d files; per class folder: %s", root, len(files), counts)
     for warning in image_files.check_classes(root, counts, MIN_FILES_PER_CLASS):
         logging.warning("Data: %s", warning)
     assignment = splits.assign(
@@ -60,7 +59,13 @@ def preflight(config: PipelineConfig) -> splits.Assignment:
         config.split_percents,
     )
     totals = {name: sum(c[name] for c in assignment.counts.values()) for name in splits.SPLIT_NAMES}
-    logging.info("Splits: %s", ", ".join(f"{name} {count}" for name, count in totals.items()))
+    logging.info(
+        "Data root %s: %d files; per class folder: %s; splits: %s",
+        root,
+        len(files),
+        counts,
+        ", ".join(f"{name} {count}" for name, count in totals.items()),
+    )
     for note in assignment.notes:
         logging.warning("Split: %s", note)
     for folder in (config.pipeline_root, config.serving_dir):

@@ -1,4 +1,4 @@
-"""Classifies image files with a pushed SavedModel, the way TF Serving would.
+"""Classifies image files with a pushed SavedModel, the way TF Serving would, or its TFLite file.
 
 Each file is one request, so one bad file costs only its own result: the
 outcome of every file is either a ``Prediction`` or a ``Failure`` with the real
@@ -13,9 +13,11 @@ import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 
+import numpy as np
 import tensorflow as tf
 
-from components import serving_dir
+from components import serving_dir, tflite
+from components.modules import features
 
 # What the model's decode_image reads; a folder argument expands to these files.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
@@ -23,6 +25,8 @@ REASON_MISSING = "file not found"
 # Lines of a TensorFlow error message that are not the reason itself.
 _NOISE = re.compile(r"^(Graph execution error:|Detected at node |<stack traces unavailable>|\s|\[\[)")
 _NODE_SUFFIX = re.compile(r"\s*\[\[\{\{.*$")
+# A nested tf.function (e.g. the TFLite path's decode) names itself before the reason.
+_FUNCTION_PREFIX = re.compile(r"^\{\{function_node [^}]*\}\}\s*")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +63,7 @@ def model_error_reason(message: str) -> str:
     """
     for line in message.splitlines():
         if line.strip() and not _NOISE.match(line):
-            return _NODE_SUFFIX.sub("", line).strip()
+            return _NODE_SUFFIX.sub("", _FUNCTION_PREFIX.sub("", line.strip())).strip()
     return message.strip().splitlines()[0] if message.strip() else "unknown error (empty message)"
 
 
@@ -160,6 +164,39 @@ def local_classifier(model_dir: str) -> Classifier:
     return classify
 
 
+def tflite_classifier(tflite_file: str) -> Classifier:
+    """Runs a ``.tflite`` file (class names from ``labels.txt`` beside it) on one image.
+
+    The image is decoded and resized by ``features.model_pixels``, the chain the
+    serving signatures run, so the file sees the pixels training saw. Every class
+    is returned, best first.
+
+    Raises:
+      FileNotFoundError: If the file or its labels file is missing.
+      ValueError: If it is not a TFLite model, or its labels do not fit it.
+    """
+    model = tflite.OnDeviceModel(tflite_file)
+    pixels = tf.function(
+        lambda image_bytes: features.model_pixels(image_bytes, model.image_size),
+        input_signature=[tf.TensorSpec([None], tf.string)],
+    )
+
+    def classify(path: str, image: bytes) -> Prediction:
+        try:
+            inputs = pixels(tf.constant([image])).numpy()
+        except tf.errors.InvalidArgumentError as error:
+            raise ImageError(model_error_reason(error.message)) from error
+        probabilities = model.probabilities(inputs)[0]
+        order = np.argsort(-probabilities, kind="stable")
+        return Prediction(
+            path=path,
+            classes=[model.class_names[index] for index in order],
+            scores=[float(probabilities[index]) for index in order],
+        )
+
+    return classify
+
+
 def server_classifier(server: str, model_name: str, use_grpc: bool = False) -> Classifier:
     """Asks TF Serving (REST at ``http://host:8501``, or gRPC at ``host:8500``) about one image per request.
 
@@ -179,14 +216,17 @@ def server_classifier(server: str, model_name: str, use_grpc: bool = False) -> C
     return classify
 
 
-def predict_files(model_dir: str, paths: list[str]) -> list[Prediction]:
+def predict_files(paths: list[str], classify: Classifier) -> list[Prediction]:
     """Classifies files that must all succeed (e.g. the demo's hold-out images).
 
+    Args:
+      paths: The image files.
+      classify: ``local_classifier(...)``, ``tflite_classifier(...)`` or ``server_classifier(...)``.
+
     Raises:
-      FileNotFoundError: If the model is missing.
       ValueError: Naming every file that failed and why.
     """
-    results = classify_files(paths, local_classifier(model_dir))
+    results = classify_files(paths, classify)
     failures = [result for result in results if isinstance(result, Failure)]
     if failures:
         raise ValueError("; ".join(f"{failure.path}: {failure.reason}" for failure in failures))

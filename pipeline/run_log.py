@@ -35,6 +35,7 @@ def attach_log_file(pipeline_root: str) -> tuple[str, logging.Handler]:
     path = os.path.join(folder, f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
     handler = logging.FileHandler(path, encoding="utf-8")  # local runs keep the pipeline root local
     handler.setFormatter(logging.Formatter(_FORMAT))
+    handler.setLevel(logging.INFO)  # not the console's transient DEBUG status lines
     root = logging.getLogger()
     root.addHandler(handler)
     for other in root.handlers:

@@ -115,9 +115,7 @@ class RunReport:
             lines.append(
                 f"  validation accuracy: head-only {self.training.head_only_validation_accuracy:.3f}, "
                 f"fine-tuned {_fmt(self.training.fine_tuned_validation_accuracy)}, kept stage {self.training.kept_stage}"
-            )
-            lines.append(
-                f"  training reports: {self.training_dir} (learning curves, confusion matrix, TensorBoard logs)"
+                f" (curves and TensorBoard logs: {self.training_dir})"
             )
         lines += self._gate_lines()
         lines += self._step_lines()
@@ -146,8 +144,9 @@ class RunReport:
         lines = [
             f"  ingest: {ingest['files_seen']} files seen, {ingest['ingested']} ingested, {ingest['rejected']} rejected"
             + (f" {ingest['rejected_by_reason']}" if ingest["rejected"] else "")
-            + f"; per class {ingest['class_counts']}",
-            "  splits: " + ", ".join(f"{name} {count}" for name, count in ingest["split_counts"].items()),
+            + f"; per class {ingest['class_counts']}"
+            + "; splits: "
+            + ", ".join(f"{name} {count}" for name, count in ingest["split_counts"].items()),
         ]
         lines += [f"  split warning: {note}" for note in ingest["notes"]]
         return lines

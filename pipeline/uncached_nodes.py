@@ -10,7 +10,9 @@ pipeline's ``enable_cache`` into every node's ``execution_options.caching_option
 reads that per-node field (tfx/orchestration/portable/launcher.py, step 8 of
 ``_prepare_execution``). ``UncachedNodesRunner`` sets it to false for the chosen
 nodes in the compiled IR, between ``IrBasedRunner.run`` (compile) and
-``run_with_ir`` (execute), so ``create_pipeline`` stays pure.
+``run_with_ir`` (execute), so ``create_pipeline`` stays pure. The Kubeflow
+compile does the same in the compiled spec (``kubeflow/runner.py``,
+``with_uncached_tasks``).
 """
 
 from __future__ import annotations

@@ -6,11 +6,12 @@ import json
 import os
 import shutil
 
+import pytest
 from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
-from components import atomic_pusher, serving_dir
+from components import atomic_pusher, serving_dir, tflite
 from tests.helpers import write
 
 
@@ -23,7 +24,12 @@ def _model(root: str, content: bytes = b"graph", classes: tuple[str, ...] = ("a"
 
 
 def _run_executor(
-    tmp_path: object, model_dir: str, blessed: bool, name: str, allow_class_changes: bool = False
+    tmp_path: object,
+    model_dir: str,
+    blessed: bool,
+    name: str,
+    allow_class_changes: bool = False,
+    tflite_variant: tflite.TfliteVariant = "none",
 ) -> standard_artifacts.PushedModel:
     model = standard_artifacts.Model()
     model.uri = os.path.dirname(model_dir)
@@ -42,7 +48,7 @@ def _run_executor(
         {
             standard_component_specs.PUSH_DESTINATION_KEY: proto_utils.proto_to_json(destination),
             standard_component_specs.CUSTOM_CONFIG_KEY: atomic_pusher.PusherSettings(
-                keep_versions=2, allow_class_changes=allow_class_changes
+                keep_versions=2, allow_class_changes=allow_class_changes, tflite=tflite_variant
             ).model_dump_json(),
         },
     )
@@ -115,3 +121,51 @@ def test_pushes_record_their_origin_and_pruning_spares_labelled_versions(tmp_pat
     assert stable in serving_ops.listed_versions(str(tmp_path), "serving")
     # Each new push is listed in the model config, so TF Serving loads it (the canary step).
     assert versions[-1] in serving_ops.listed_versions(str(tmp_path), "serving")
+
+
+def test_a_new_version_appears_with_its_tflite_file_and_labels(
+    tmp_path: object, tiny_saved_classifier: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = f"{tmp_path}/serving"
+    model_dir = f"{tmp_path}/m1/Format-Serving"
+    shutil.copytree(tiny_saved_classifier["saved_model"], model_dir)
+    at_rename = {}
+    rename = serving_dir._rename_to_free_version
+
+    def looking_rename(staging: str, *args: object) -> str:
+        at_rename["files"] = sorted(os.listdir(staging))
+        return rename(staging, *args)
+
+    monkeypatch.setattr(serving_dir, "_rename_to_free_version", looking_rename)
+    pushed = _run_executor(tmp_path, model_dir, blessed=True, name="1", tflite_variant="float16")
+    version_dir = pushed.get_string_custom_property("pushed_destination")
+    # Written into the staging folder, so the version folder never exists without them.
+    assert {tflite.TFLITE_FILE, tflite.LABELS_FILE, "saved_model.pb"} <= set(at_rename["files"])
+    # Extra files change nothing for TF Serving's view: one complete numeric version.
+    assert serving_dir.list_versions(base) == [int(os.path.basename(version_dir))]
+    assert serving_dir.newest_model_dir(base) == version_dir and serving_dir.is_complete(version_dir)
+    assert not [name for name in os.listdir(base) if name.startswith(".tmp-")]
+    with open(os.path.join(version_dir, tflite.LABELS_FILE)) as handle:
+        assert handle.read().splitlines() == atomic_pusher.class_names(model_dir) == tiny_saved_classifier["classes"]
+    assert (
+        tflite.OnDeviceModel(os.path.join(version_dir, tflite.TFLITE_FILE)).class_names
+        == (tiny_saved_classifier["classes"])
+    )
+
+
+def test_a_model_without_the_pixel_signature_is_not_pushed(tmp_path: object) -> None:
+    import tensorflow as tf
+
+    class BytesOnly(tf.Module):  # a model exported before the pixel signature existed
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def serve(self, image_bytes: tf.Tensor) -> tf.Tensor:
+            return tf.strings.length(image_bytes)
+
+    model_dir = f"{tmp_path}/m1/Format-Serving"
+    module = BytesOnly()
+    tf.saved_model.save(module, model_dir, signatures={"serving_default": module.serve})
+    write(os.path.join(model_dir, "assets", "label_vocab"), b"a\nb\n")
+    with pytest.raises(tflite.ConversionError, match="no 'serve_pixels' signature.*retrain it, or set tflite: none"):
+        _run_executor(tmp_path, model_dir, blessed=True, name="1", tflite_variant="float32")
+    base = f"{tmp_path}/serving"
+    assert not os.path.isdir(base) or os.listdir(base) == []  # no version, no staging folder left

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -10,7 +13,9 @@ from click.testing import CliRunner
 
 from pipeline import cli
 from pipeline import config as config_lib
-from tests.helpers import encode, solid, write
+from tests.helpers import encode, noise_folder, solid, tiny_run_config, write
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(*args: str) -> object:
@@ -145,3 +150,36 @@ def test_a_failing_run_prints_one_line_and_logs_the_traceback(
     with open(log_path) as handle:
         logged = handle.read()
     assert "Traceback" in logged and "Detected at node x" in logged and "Traceback" not in result.output
+
+
+_LIBRARY_NOISE = re.compile(
+    r"tensorflow|absl|apache_beam|Warning|W0000|I0000|setuptools|bdist_wheel|property_predicate|"
+    r"Tables initialized|custom_executor_spec|oneDNN|cuda|Traceback",
+    re.IGNORECASE,
+)
+_PROJECT_LINE = re.compile(r"^(\d\d:\d\d:\d\d |Full log: |Pipeline run |  )")
+
+
+@pytest.mark.slow
+def test_a_real_run_prints_a_short_quiet_console_and_logs_the_rest(tmp_path: object) -> None:
+    root = str(tmp_path)
+    noise_folder(os.path.join(root, "data"), ("cats", "dogs"), per_class=12, size=40, seed=1)
+    config = tiny_run_config(root, trainer={"stage1_epochs": 3})
+    path = os.path.join(root, "config.yaml")
+    with open(path, "w") as handle:
+        yaml.safe_dump(config.to_dict(), handle)
+    command = [sys.executable, "-c", "from pipeline.cli import main; main()", "run", "--config", path]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT, check=False)
+    lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+    assert result.returncode == 0, "\n".join(lines[-20:])
+    assert [line for line in lines if _LIBRARY_NOISE.search(line)] == []
+    assert [line for line in lines if not _PROJECT_LINE.match(line)] == []
+    assert len(lines) <= 48, "\n".join(lines)  # 9 steps, 3 epochs, the summary and its 12-line step table
+    assert any(line.startswith("  full log: ") for line in lines[-3:])
+    assert lines[-1].startswith("  report: ") and lines[-1].endswith(".html")
+    log_path = next(line for line in lines if line.startswith("Full log: ")).split(": ", 1)[1]
+    with open(log_path, encoding="utf-8") as handle:
+        log = handle.read()
+    assert "bdist_wheel" in log  # the user-module wheel build's output
+    assert "Creating temporary sdist" not in log  # in-process Beam workers need no TFX sdist
+    assert all(f"Epoch {epoch}/3 (stage 1)" in log for epoch in (1, 2, 3))

@@ -57,3 +57,25 @@ def test_library_chatter_stays_off_the_console() -> None:
     handler.emit(_record("root", "Split: class 'b' has no test images", logging.WARNING))
     handler.emit(_record(console.FILE_ONLY_PREFIX, "Traceback ...", logging.ERROR))
     assert _lines(stream) == ["ERROR Beam failed badly", "WARNING Split: class 'b' has no test images"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_status_lines_rewrite_one_line_on_a_terminal_and_vanish_elsewhere() -> None:
+    handler, stream = _handler()
+    handler.emit(_record(console.STATUS_LOGGER, "Epoch 1/6 (stage 1): batch 3/14", logging.DEBUG))
+    assert stream.getvalue() == ""  # not a terminal: no status lines, no control characters
+    terminal = _Terminal()
+    handler.setStream(terminal)
+    handler.emit(_record(console.STATUS_LOGGER, "Epoch 1/6 (stage 1): batch 3/14", logging.DEBUG))
+    handler.emit(_record(console.STATUS_LOGGER, "Epoch 1/6 (stage 1): batch 9/14", logging.DEBUG))
+    handler.emit(_record("root", "Epoch 1/6 (stage 1): train accuracy 0.5"))
+    output = terminal.getvalue()
+    clear = "\r\x1b[K"
+    parts = output.split(clear)
+    assert parts[0] == "" and parts[1].endswith("batch 3/14") and parts[2].endswith("batch 9/14")
+    assert parts[3].endswith("Epoch 1/6 (stage 1): train accuracy 0.5\n")  # cleared the status line first
+    assert len(parts) == 4

@@ -43,9 +43,15 @@ class _Elements(html.parser.HTMLParser):
         self.by_id: dict[str, dict[str, str]] = {}
         self._open: list[tuple[str, str | None]] = []
         self.external: list[str] = []
+        self.matrix_cells: list[dict[str, str]] = []  # test confusion matrix cells, with their row's class
+        self._row_class = ""
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {name: value or "" for name, value in attrs}
+        if tag == "tr":
+            self._row_class = values.get("data-class", "")
+        if tag == "td" and "data-predicted" in values:
+            self.matrix_cells.append({**values, "row": self._row_class})
         for name in ("src", "href"):
             if name in values and not values[name].startswith(("data:", "#")):
                 self.external.append(values[name])
@@ -111,6 +117,7 @@ GATE = GateResult(
     per_class_accuracy={"cat": 1.0, "dog": 0.5, "rare": 0.0},
     per_class_examples={"cat": 6, "dog": 4, "rare": 2},
     reasons=["test accuracy 0.750 is 0.050 below the baseline's 0.800 (max_accuracy_drop 0.000)"],
+    confusion_matrix=[[6, 0], [2, 2]],  # TFMA leaves out the last class when nothing is true or predicted there
 )
 
 
@@ -158,6 +165,9 @@ def test_model_card_shows_the_runs_numbers_with_images_inline(tmp_path: object) 
     assert json.loads(ids["config-json"]["text"]) == {"model_name": "pets", "min_accuracy": 0.5}
     assert ids["total-seconds"]["data-value"] == str(2.5 + 0.02 + 7.25)
     assert "rare" in ids["considerations-list"]["text"]
+    cells = {(cell["row"], cell["data-predicted"]): cell["data-value"] for cell in page.matrix_cells}
+    assert cells[("dog", "cat")] == "2" and cells[("dog", "dog")] == "2" and cells[("cat", "cat")] == "6"
+    assert cells[("rare", "rare")] == "0" and len(cells) == 9
 
 
 def test_model_card_names_a_saved_model_backbone_and_what_stage2_trained(tmp_path: object) -> None:
@@ -298,7 +308,8 @@ def test_step_times_add_up_to_the_wall_clock(runs: dict) -> None:
 def test_browser_renders_the_report_with_the_runs_numbers(runs: dict, tmp_path: object) -> None:
     report, path = runs["first"], runs["first_path"]
     profile = os.path.join(str(tmp_path), "profile")
-    dom = _elements(_chromium("--dump-dom", f"file://{os.path.abspath(path)}", user_data_dir=profile)).by_id
+    page = _elements(_chromium("--dump-dom", f"file://{os.path.abspath(path)}", user_data_dir=profile))
+    dom = page.by_id
     ingest = report.ingest
     assert int(dom["ingested"]["data-value"]) == ingest["ingested"] == 26
     assert int(dom["rejected"]["data-value"]) == ingest["rejected"] == 1
@@ -311,6 +322,17 @@ def test_browser_renders_the_report_with_the_runs_numbers(runs: dict, tmp_path: 
     assert dom["run-id"]["data-value"] == report.run_id
     assert float(dom["total-seconds"]["data-value"]) == pytest.approx(report.total_seconds)
     assert json.loads(dom["config-json"]["text"]) == runs["config"].to_dict()
+    # The test confusion matrix: TFMA's counts, every test image once, its diagonal the per-class accuracy.
+    cells = {(cell["row"], cell["data-predicted"]): int(cell["data-value"]) for cell in page.matrix_cells}
+    names, matrix = html_report.test_confusion_matrix(report)
+    assert sorted(names) == ["cats", "dogs", "rare"]
+    assert cells == {
+        (true, predicted): matrix[i][j] for i, true in enumerate(names) for j, predicted in enumerate(names)
+    }
+    assert sum(cells.values()) == report.gate.test_examples
+    for name, accuracy in report.gate.per_class_accuracy.items():
+        row = sum(count for (true, _), count in cells.items() if true == name)
+        assert cells[(name, name)] / row == pytest.approx(accuracy)
     screenshot = os.path.join(str(tmp_path), "report.png")
     _chromium(f"--screenshot={screenshot}", "--window-size=1200,3000", f"file://{path}", user_data_dir=profile)
     with Image.open(screenshot) as image:

@@ -86,11 +86,22 @@ def _golden_spec() -> dict:
         return yaml.safe_load(handle)
 
 
-def _assert_same_pipeline(sent: dict) -> None:
+def _enable_cache(task: dict) -> bool:
+    return task.get("cachingOptions", {}).get("enableCache", False)
+
+
+def _assert_same_pipeline(sent: dict, runtime_config: dict) -> None:
     golden = _golden_spec()
     assert sent["pipelineInfo"] == golden["pipelineInfo"]
     assert set(sent["root"]["dag"]["tasks"]) == set(golden["root"]["dag"]["tasks"])
     assert sent["deploymentSpec"] == golden["deploymentSpec"]
+    # Each task's compiled caching option stands (kfp.Client's enable_caching=True would cache the Pusher).
+    # kfp.Client sends the spec through its proto, so a false enableCache (the proto default) arrives as {}.
+    caching = {name: _enable_cache(task) for name, task in sent["root"]["dag"]["tasks"].items()}
+    assert caching == {name: _enable_cache(task) for name, task in golden["root"]["dag"]["tasks"].items()}
+    assert caching["Pusher"] is False and caching["Trainer"] is True
+    # The KFP API uses the run's pipeline root, not the spec's defaultPipelineRoot.
+    assert runtime_config["pipeline_root"] == golden["defaultPipelineRoot"] == "gs://image-transfer-data/tfx_root"
 
 
 def test_submit_creates_a_run_with_the_compiled_spec(kfp_server: FakeKfp) -> None:
@@ -98,7 +109,7 @@ def test_submit_creates_a_run_with_the_compiled_spec(kfp_server: FakeKfp) -> Non
     assert created == client.Submitted("run", "run-7", "exp-1")
     (run,) = kfp_server.posts("/apis/v2beta1/runs")
     assert run["display_name"] == "nightly" and run["experiment_id"] == "exp-1"
-    _assert_same_pipeline(run["pipeline_spec"])
+    _assert_same_pipeline(run["pipeline_spec"], run["runtime_config"])
 
 
 def test_schedule_creates_a_cron_recurring_run_and_the_experiment(kfp_server: FakeKfp) -> None:
@@ -113,7 +124,7 @@ def test_schedule_creates_a_cron_recurring_run_and_the_experiment(kfp_server: Fa
     (recurring,) = kfp_server.posts("/apis/v2beta1/recurringruns")
     assert recurring["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * *"
     assert recurring["experiment_id"] == "exp-new" and recurring["max_concurrency"] in (1, "1")
-    _assert_same_pipeline(recurring["pipeline_spec"])
+    _assert_same_pipeline(recurring["pipeline_spec"], recurring["runtime_config"])
 
 
 def test_clear_errors_before_any_call(kfp_server: FakeKfp, tmp_path: object) -> None:

@@ -32,8 +32,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def _parameter(spec: dict, task: str, name: str) -> str:
-    value = spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"][name]["runtimeValue"]["constantValue"]
-    return next(iter(value.values()))
+    return spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"][name]["runtimeValue"]["constant"]
 
 
 def test_recompiling_matches_the_checked_in_spec(compiled: dict) -> None:
@@ -45,6 +44,39 @@ def test_spec_is_a_valid_kfp_pipeline_spec(compiled: dict) -> None:
     spec = json_format.ParseDict(compiled["spec"], pipeline_spec_pb2.PipelineSpec())  # unknown fields fail
     assert spec.pipeline_info.name == "image-transfer"
     assert set(spec.root.dag.tasks) >= {"FileBasedExampleGen", "Transform", "Trainer", "Evaluator", "Pusher"}
+
+
+def test_parameters_reach_the_executor_as_the_kfp_2_launcher_passes_them(compiled: dict) -> None:
+    # Schema 2.1.0: constants the KFP 2.x driver resolves (it refuses 2.0.0's constantValue), and the
+    # inputs spec the TFX entrypoint needs to read executorInput.inputs.parameterValues.
+    spec = compiled["spec"]
+    assert spec["schemaVersion"] == "2.1.0"
+    assert "constantValue" not in compiled["text"]
+    for executor in spec["deploymentSpec"]["executors"].values():
+        if "container" in executor:
+            assert "--json_serialized_inputs_spec_args" in executor["container"]["args"]
+
+
+def test_the_pipeline_root_is_in_the_spec(compiled: dict) -> None:
+    assert compiled["spec"]["defaultPipelineRoot"] == load_config(CONFIG, {}).pipeline_root
+
+
+def test_the_pusher_never_reuses_a_cached_result(compiled: dict) -> None:
+    # A cached Pusher would not notice a lost serving directory (pipeline/uncached_nodes.py).
+    tasks = compiled["spec"]["root"]["dag"]["tasks"]
+    caching = {name: task["cachingOptions"]["enableCache"] for name, task in tasks.items() if "cachingOptions" in task}
+    assert caching.pop("Pusher") is False
+    assert caching and all(caching.values()), caching
+
+
+def test_uncaching_an_unknown_task_fails() -> None:
+    spec = {"root": {"dag": {"tasks": {"Pusher": {"cachingOptions": {"enableCache": True}}}}}}
+    assert runner.with_uncached_tasks(spec, ["Pusher"])["root"]["dag"]["tasks"]["Pusher"]["cachingOptions"] == {
+        "enableCache": False
+    }
+    assert spec["root"]["dag"]["tasks"]["Pusher"]["cachingOptions"] == {"enableCache": True}  # input untouched
+    with pytest.raises(ValueError, match=r"No task \['Pushr'\].*'Pusher'"):
+        runner.with_uncached_tasks(spec, ["Pushr"])
 
 
 def test_every_step_runs_the_pinned_image(compiled: dict) -> None:
@@ -143,7 +175,10 @@ def test_json_output_is_a_pipeline_job_with_every_limit(tmp_path: object) -> Non
     with open(output) as handle:
         job = json_format.Parse(handle.read(), pipeline_spec_pb2.PipelineJob(), ignore_unknown_fields=False)
     assert job.display_name == "image-transfer"
-    executors = json_format.MessageToDict(job.pipeline_spec)["deploymentSpec"]["executors"]
+    assert job.runtime_config.gcs_output_directory == config.pipeline_root
+    spec = json_format.MessageToDict(job.pipeline_spec)
+    assert spec["root"]["dag"]["tasks"]["Pusher"]["cachingOptions"] == {"enableCache": False}
+    executors = spec["deploymentSpec"]["executors"]
     assert _steps_without_limits(executors) == []
     assert executors["FileBasedExampleGen_executor"]["container"]["resources"] == {"cpuLimit": 3.0, "memoryLimit": 12.0}
 
@@ -152,3 +187,9 @@ def test_json_output_is_a_pipeline_job_with_every_limit(tmp_path: object) -> Non
 def test_unpinned_images_are_refused(image: str) -> None:
     with pytest.raises(ConfigError, match="pinned"):
         runner.KubeflowConfig(image=image)
+
+
+def test_the_dry_run_refuses_cluster_paths_before_compiling() -> None:
+    result = CliRunner().invoke(cli.main, ["kubeflow-dry-run", "--config", CONFIG])
+    assert result.exit_code != 0
+    assert "needs local folders" in result.output and "gs://image-transfer-data/images" in result.output

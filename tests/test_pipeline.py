@@ -75,3 +75,15 @@ def test_transform_statistics_follow_the_config(enabled: bool) -> None:
     transform = _components(transform_statistics=enabled)["Transform"]
     assert transform.exec_properties["disable_statistics"] == int(not enabled)
     assert ("post_transform_stats" in transform.outputs) == enabled
+
+
+def test_in_process_beam_runs_stage_nothing_and_user_runners_keep_tfx_staging() -> None:
+    assert pipeline.beam_pipeline_args(()) == ["--runner=FnApiRunner", pipeline.NOTHING_TO_STAGE]
+    workers = ("--direct_num_workers=2", "--direct_running_mode=multi_processing")
+    assert pipeline.beam_pipeline_args(workers)[-1] == pipeline.NOTHING_TO_STAGE
+    assert pipeline.beam_pipeline_args(("--setup_file=./setup.py",)) == [
+        "--runner=FnApiRunner",
+        "--setup_file=./setup.py",
+    ]
+    dataflow = ("--runner=DataflowRunner", "--project=p")
+    assert pipeline.beam_pipeline_args(dataflow) == list(dataflow)

@@ -12,9 +12,10 @@ from click.testing import CliRunner
 from ml_metadata import metadata_store
 from tfx import v1 as tfx
 
-from components import splits
+from components import splits, tflite
+from components.modules import features
 from components.modules import model as model_lib
-from pipeline import cli, local_runner, pipeline
+from pipeline import cli, local_runner, pipeline, predict
 from pipeline.config import PipelineConfig
 from tests.helpers import encode, noise_folder, solid, tiny_run_config, write
 
@@ -143,12 +144,39 @@ def test_a_class_only_in_test_keeps_its_own_label(runs: dict) -> None:
 
 def test_pushed_model_serves_raw_image_bytes(runs: dict) -> None:
     model = tf.saved_model.load(_served(runs))
-    assert {"serving_default", "serving_examples", "transform_features"} <= set(model.signatures)
+    assert {"serving_default", "serving_examples", "transform_features", "serve_pixels"} <= set(model.signatures)
     images = [encode(solid((200, 10, 10), size=50), "JPEG"), encode(solid((10, 10, 200), size=20), "PNG")]
     outputs = model.signatures["serving_default"](image_bytes=tf.constant(images))
     assert outputs["classes"].shape == (2, 3) and outputs["probabilities"].shape == (2, 3)
     assert {name.decode() for name in outputs["classes"].numpy().ravel()} == {"cats", "dogs", "rare"}
     assert tf.reduce_all(tf.abs(tf.reduce_sum(outputs["probabilities"], axis=1) - 1.0) < 1e-5)
+
+
+def test_pushed_version_holds_a_tflite_file_that_answers_like_the_saved_model(runs: dict) -> None:
+    version = _served(runs)
+    tflite_file = os.path.join(version, tflite.TFLITE_FILE)
+    assert tflite.read_labels(tflite_file) == runs["first"].training.class_names  # the output order
+    images = [encode(solid((200, 10, 10), size=50), "JPEG"), encode(solid((10, 10, 200), size=20), "PNG")]
+    # features.model_pixels is the serving signatures' decode chain: no skew between the two paths.
+    model = tf.saved_model.load(version)
+    pixels = features.model_pixels(tf.constant(images), 32)
+    by_pixels = model.signatures[features.PIXELS_SIGNATURE](pixels=pixels)["probabilities"].numpy()
+    by_bytes = model.signatures["serving_default"](image_bytes=tf.constant(images))["probabilities"].numpy()
+    np.testing.assert_allclose(by_pixels, by_bytes, atol=1e-5)
+    # The float32 file gives the SavedModel's scores for every class.
+    on_device, saved = predict.tflite_classifier(tflite_file), predict.local_classifier(version)
+    for index, image in enumerate(images):
+        expected = saved(str(index), image)
+        got = on_device(str(index), image)
+        assert sorted(got.classes) == sorted(expected.classes)
+        np.testing.assert_allclose(
+            [dict(zip(got.classes, got.scores, strict=True))[name] for name in expected.classes],
+            expected.scores,
+            atol=1e-4,
+        )
+    query = write(os.path.join(runs["root"], "query", "t.png"), images[1])
+    result = CliRunner().invoke(cli.main, ["predict", query, "--tflite", tflite_file])
+    assert result.exit_code == 0 and result.output.splitlines()[1].startswith(query), result.output
 
 
 def test_bad_image_is_an_invalid_argument_with_a_message(runs: dict) -> None:

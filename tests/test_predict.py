@@ -114,6 +114,8 @@ def test_the_reason_is_found_in_a_tensorflow_error_message() -> None:
     assert predict.model_error_reason(f"TF Serving answered 400: {UNKNOWN_FORMAT}\n\t [[{{{{node D}}}}]]") == (
         f"TF Serving answered 400: {UNKNOWN_FORMAT}"
     )
+    nested = f"{{{{function_node __inference_<lambda>_189}}}} {UNKNOWN_FORMAT}\n\t [[{{{{node map/DecodeImage}}}}]]"
+    assert predict.model_error_reason(nested) == UNKNOWN_FORMAT
 
 
 def _tf_serving(tmp_path: object) -> HTTPServer:

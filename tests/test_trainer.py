@@ -212,3 +212,22 @@ def test_empty_split_is_a_clear_error(tmp_path: object) -> None:
     fn_args, output, pattern = _transformed_split(str(tmp_path), 0)
     with pytest.raises(ValueError, match="validation split has no examples"):
         trainer.split_dataset(fn_args, output, pattern, _config(batch_size=4), train=False)
+
+
+def test_console_gets_first_last_and_slow_epochs_the_log_file_every_epoch(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = iter(np.arange(0.0, 1000.0, 1.0))  # each clock read advances 1 s: an epoch reads it 5 times
+    monkeypatch.setattr(trainer.time, "monotonic", lambda: float(next(clock)))
+    classifier = _classifier()
+    model_lib.compile_model(classifier, 1e-3)
+    status = logging.getLogger(trainer.STATUS_LOGGER)
+    monkeypatch.setattr(status, "level", logging.DEBUG)  # as on an interactive console
+    with caplog.at_level(logging.DEBUG):
+        trainer.fit_stage(classifier, _data(), _data(), (0, 6), os.path.join(str(tmp_path), "logs"))
+    epochs = [r for r in caplog.records if r.getMessage().startswith("Epoch ") and r.name != trainer.STATUS_LOGGER]
+    assert [r.getMessage().split(" ")[1] for r in epochs] == ["1/6", "2/6", "3/6", "4/6", "5/6", "6/6"]
+    on_console = [r.getMessage().split(" ")[1] for r in epochs if not r.name.startswith("image_pipeline.file_only")]
+    assert on_console == ["1/6", "3/6", "5/6", "6/6"]  # first, >= 10 s after the last shown, last
+    batches = [r.getMessage() for r in caplog.records if r.name == trainer.STATUS_LOGGER]
+    assert batches and all(": batch " in message and "/3, loss " in message for message in batches)

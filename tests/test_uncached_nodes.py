@@ -72,7 +72,7 @@ def test_pusher_ids_finds_the_atomic_pusher() -> None:
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
         base_directory="/serving/model",
-        settings=atomic_pusher.PusherSettings(keep_versions=2, allow_class_changes=False),
+        settings=atomic_pusher.PusherSettings(keep_versions=2, allow_class_changes=False, tflite="none"),
     )
     pipeline = tfx.dsl.Pipeline(pipeline_name="p", pipeline_root="/tmp/unused", components=[pusher])
     assert uncached_nodes.pusher_ids(pipeline) == ["Pusher"]
@@ -101,7 +101,7 @@ def test_a_lost_serving_dir_is_pushed_again_by_a_cached_rerun(tmp_path: object) 
             train.outputs["model"],
             train.outputs["blessing"],
             base,
-            atomic_pusher.PusherSettings(keep_versions=2, allow_class_changes=False),
+            atomic_pusher.PusherSettings(keep_versions=2, allow_class_changes=False, tflite="none"),
         )
         pipeline = tfx.dsl.Pipeline(
             pipeline_name="repair-test",

@@ -19,6 +19,12 @@ PATH_KEY = "path"
 LABEL_VOCAB_NAME = "label_vocab"
 TRANSFORMED_JPEG_QUALITY = 95
 
+# The exported pixel signature (no decode ops, so TFLite can convert it):
+# float32 [batch, size, size, 3] in [0, 255] -> class probabilities.
+PIXELS_SIGNATURE = "serve_pixels"
+PIXELS_INPUT = "pixels"
+PROBABILITIES_OUTPUT = "probabilities"
+
 
 def transformed_name(key: str) -> str:
     """Name of a feature after Transform."""
@@ -71,3 +77,17 @@ def decode_transformed(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
         tf.reshape(encoded, [-1]),
         fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32),
     )
+
+
+def model_pixels(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Encoded images [batch] -> the pixels the classifier sees at serving time.
+
+    The serving signatures run Transform's graph (``decode_and_resize``, then
+    ``encode_transformed``) and the Trainer's ``decode_transformed``; this is the
+    same chain outside the TFT graph, for models that take pixels (the TFLite
+    file's ``serve_pixels``), so they see exactly the pixels training saw.
+
+    Returns:
+      float32 [batch, image_size, image_size, 3] in [0, 255].
+    """
+    return decode_transformed(encode_transformed(decode_and_resize(image_bytes, image_size)), image_size)

@@ -5,8 +5,9 @@ Stage 1 trains a new head on a frozen backbone; stage 2 unfreezes the top layers
 rate. The Trainer reads only the ``train`` and ``validation`` splits: validation
 drives early stopping and picks the better stage. Judging the exported model is
 the Evaluator's job, on the ``test`` split. The export serves raw encoded images
-(``serving_default``) and tf.Examples (``serving_examples``), and exposes the TFT
-graph (``transform_features``) for the Evaluator.
+(``serving_default``) and tf.Examples (``serving_examples``), exposes the TFT
+graph (``transform_features``) for the Evaluator, and takes decoded pixels
+(``serve_pixels``, the signature the Pusher converts to TFLite).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from components import splits
-from components.modules import features, reports
+from components.modules import features, log_names, reports
 from components.modules import model as model_lib
 from components.modules.settings import PlanStep, StageHistory, TrainerSettings, TrainingSummary
 
@@ -37,6 +38,9 @@ LABEL_XF = features.transformed_name(features.LABEL_KEY)
 BACKBONE_WEIGHTS = model_lib.BACKBONE_WEIGHTS
 WARMUP_IMAGES = 3
 COUNT_BATCH = 1024
+STATUS_LOGGER = log_names.STATUS_LOGGER
+# Details of the run that belong in its log file, not on the console.
+_file_log = logging.getLogger(f"{log_names.FILE_ONLY_PREFIX}.trainer")
 
 
 def _count_examples(
@@ -70,7 +74,7 @@ def split_dataset(
     if examples == 0:
         raise ValueError(f"The {split} split has no examples ({file_pattern}); add images or change the split.")
     batches = -(-examples // settings.batch_size)
-    logging.info("%s split: %d examples, %d batches of %d", split, examples, batches, settings.batch_size)
+    _file_log.info("%s split: %d examples, %d batches of %d", split, examples, batches, settings.batch_size)
     dataset = fn_args.data_accessor.tf_dataset_factory(
         file_pattern,
         tfxio.TensorFlowDatasetOptions(
@@ -95,18 +99,58 @@ def split_dataset(
 
 
 class EpochLog(keras.callbacks.Callback):
-    """One log line per epoch: the stage, train and validation accuracy, and seconds."""
+    """One log line per epoch (stage, train and validation accuracy, seconds) and a batch status line.
+
+    Every epoch line goes to the run's log file; the console shows the first and
+    last epoch of each fit and one at least every ``CONSOLE_EVERY_SECONDS``, so a
+    long stage still shows progress without a line per epoch. Batch progress goes
+    to the :data:`STATUS_LOGGER` at DEBUG level, which only an interactive console
+    enables (it rewrites one status line; see ``pipeline/console.py``).
+    """
+
+    CONSOLE_EVERY_SECONDS = 10.0
+    STATUS_EVERY_SECONDS = 0.5
 
     def __init__(self, stage: int, last_epoch: int) -> None:
         super().__init__()
         self._stage, self._last = stage, last_epoch
+        self._shown_at = -float("inf")
+        self._status_at = -float("inf")
+        self._status = logging.getLogger(STATUS_LOGGER)
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._started = time.monotonic()
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        now = time.monotonic()
+        if now - self._status_at < self.STATUS_EVERY_SECONDS or not self._status.isEnabledFor(logging.DEBUG):
+            return
+        self._status_at = now
+        steps = self.params.get("steps") or "?"
+        loss = (logs or {}).get("loss", float("nan"))
+        self._status.debug(
+            "Epoch %d/%d (stage %d): batch %d/%s, loss %.3f",
+            self._epoch + 1,
+            self._last,
+            self._stage,
+            batch + 1,
+            steps,
+            loss,
+        )
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
-        logging.info(
+        now = time.monotonic()
+        last_of_fit = epoch + 1 == self.params.get("epochs")
+        shown = (
+            epoch == self.params.get("initial_epoch", 0)
+            or last_of_fit
+            or now - self._shown_at >= self.CONSOLE_EVERY_SECONDS
+        )
+        if shown:
+            self._shown_at = now
+        (logging if shown else _file_log).info(
             "Epoch %d/%d (stage %d): train accuracy %.3f, validation accuracy %.3f, loss %.3f (%.1f s)",
             epoch + 1,
             self._last,
@@ -114,7 +158,7 @@ class EpochLog(keras.callbacks.Callback):
             logs.get("accuracy", float("nan")),
             logs.get("val_accuracy", float("nan")),
             logs.get("loss", float("nan")),
-            time.monotonic() - self._started,
+            now - self._started,
         )
 
 
@@ -232,7 +276,7 @@ def train_two_stages(
         head_only_validation_accuracy=validation_accuracy(fitted, validation),
         xla=bool(fitted.jit_compile),
     )
-    logging.info("Stage 1 validation accuracy: %.4f", result.head_only_validation_accuracy)
+    logging.info("Stage 1 (head only): validation accuracy %.4f", result.head_only_validation_accuracy)
     if settings.from_scratch or settings.stage2_epochs == 0:
         return result
     stage1_weights = classifier.get_weights()
@@ -264,7 +308,7 @@ def train_two_stages(
         result.stage2 = _joined(result.stage2, more)
         epoch += epochs
     result.fine_tuned_validation_accuracy = validation_accuracy(fitted, validation)
-    logging.info("Stage 2 validation accuracy: %.4f", result.fine_tuned_validation_accuracy)
+    logging.info("Stage 2 (fine-tuned): validation accuracy %.4f", result.fine_tuned_validation_accuracy)
     if result.fine_tuned_validation_accuracy < result.head_only_validation_accuracy:
         logging.warning(
             "Fine-tuning lowered validation accuracy from %.4f to %.4f; keeping the stage 1 (head-only) model.",
@@ -277,6 +321,22 @@ def train_two_stages(
     return result
 
 
+def pixel_signature(classifier: keras.Model, image_size: int) -> Any:
+    """``serve_pixels``: float32 pixels [batch, size, size, 3] in [0, 255] -> ``probabilities``.
+
+    No decode or TFT ops, so TFLite can convert it; ``features.model_pixels``
+    makes its input from image bytes exactly as the serving signatures do.
+    """
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=features.PIXELS_INPUT)]
+    )
+    def serve_pixels(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {features.PROBABILITIES_OUTPUT: classifier(pixels, training=False)}
+
+    return serve_pixels.get_concrete_function()
+
+
 def _serving_signatures(
     classifier: keras.Model,
     tf_transform_output: tft.TFTransformOutput,
@@ -284,7 +344,7 @@ def _serving_signatures(
     image_size: int,
     top_k: int,
 ) -> dict[str, Any]:
-    """serving_default (encoded images), serving_examples and transform_features."""
+    """serving_default (encoded images), serving_examples, transform_features and serve_pixels."""
     classifier.tft_layer = tf_transform_output.transform_features_layer()
     names = tf.constant(class_names)
     k = min(top_k, len(class_names))
@@ -319,6 +379,7 @@ def _serving_signatures(
         "serving_default": serve_images.get_concrete_function(),
         "serving_examples": serve_examples.get_concrete_function(),
         "transform_features": transform_features.get_concrete_function(),
+        features.PIXELS_SIGNATURE: pixel_signature(classifier, image_size),
     }
 
 
@@ -385,6 +446,15 @@ def _train(
     validation, validation_count = split_dataset(
         fn_args, tf_transform_output, fn_args.eval_files, settings, train=False
     )
+    logging.info(
+        "Training on %d classes %s: %d train images (%d batches of %d), %d validation images",
+        len(class_names),
+        class_names,
+        train_count,
+        len(train),
+        settings.batch_size,
+        validation_count,
+    )
     weights = _backbone_weights(settings, fn_args.base_model)
     log_dir = os.path.join(fn_args.model_run_dir, "logs")
     with _precision(settings.mixed_precision), _strategy(settings.distribution).scope():
@@ -442,7 +512,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     keras.utils.set_random_seed(settings.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     class_names = [name.decode("utf-8") for name in tf_transform_output.vocabulary_by_name(features.LABEL_VOCAB_NAME)]
-    logging.info("Training on %d classes: %s", len(class_names), class_names)
     classifier, summary = _train(fn_args, settings, class_names, tf_transform_output)
     reports.write_reports(summary, fn_args.model_run_dir)
     model_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
