@@ -115,6 +115,11 @@ class PipelineConfig(BaseModel):
                 "weights=base_model and base_model=<URI of an earlier run's Model artifact> go together. "
                 f"Received: weights={self.trainer.weights!r}, base_model={self.base_model!r}"
             )
+        if self.compare_from_scratch and self.trainer.saved_model_backbone:
+            raise ValueError(
+                f"compare_from_scratch needs a keras.applications backbone: a SavedModel backbone "
+                f"({self.trainer.backbone}) cannot be rebuilt with random weights. Set compare_from_scratch false."
+            )
         self.split_percents  # noqa: B018 (validates the three shares)
         return self
 

@@ -151,6 +151,8 @@ def _backbone(report: RunReport) -> str:
     if report.training is None:
         return ""
     settings = report.training.settings
+    if settings.saved_model_backbone:
+        return f"{settings.backbone} (pixels {settings.backbone_input_range})"
     alpha = f" (alpha {settings.backbone_alpha})" if BACKBONES[settings.backbone].has_alpha else ""
     return settings.backbone + alpha
 

@@ -13,6 +13,7 @@ from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
 from components import image_example_gen, image_files, splits
 from components.modules import model as model_lib
+from components.modules import saved_model_backbone
 from components.modules.settings import BACKBONES, TrainerSettings
 from pipeline import run_lock, uncached_nodes
 from pipeline.config import PipelineConfig
@@ -28,8 +29,10 @@ def preflight(config: PipelineConfig) -> splits.Assignment:
 
     Checks the data root (and shows how its files will split), the weights (a
     weights file is loaded into the configured architecture, so a file made for
-    another backbone or ``backbone_alpha`` fails here), and that the pipeline root
-    and the serving directory can be written.
+    another backbone or ``backbone_alpha`` fails here; a ``hub:``/``savedmodel:``
+    backbone is resolved, loaded and must return a feature vector for one
+    ``image_size`` image), and that the pipeline root and the serving directory
+    can be written.
 
     Returns:
       The split each candidate file will get.
@@ -38,6 +41,8 @@ def preflight(config: PipelineConfig) -> splits.Assignment:
       image_files.NoImagesError: If the (latest span of the) data root holds
         fewer than two class folders with files in them.
       model_lib.WeightsError: If the weights cannot be loaded.
+      saved_model_backbone.SavedModelBackboneError, hub_cache.HubError: If a
+        SavedModel backbone cannot be found, downloaded or used.
       OSError: If the pipeline root or the serving directory cannot be written.
     """
     if "://" in config.pipeline_root:
@@ -118,6 +123,11 @@ def _require_writable(folder: str) -> None:
 
 def _check_weights(config: PipelineConfig) -> None:
     settings = config.trainer
+    if settings.saved_model_backbone:
+        # Resolves a hub: handle (cache or download) and runs one image through the model.
+        features = saved_model_backbone.check(settings.backbone, settings.image_size)
+        logging.info("Backbone %s: %d features per %dpx image", settings.backbone, features, settings.image_size)
+        return
     if settings.weights_kind == "none":
         return
     path = settings.weights

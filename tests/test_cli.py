@@ -31,7 +31,7 @@ def test_every_config_field_is_a_flag_with_its_description() -> None:
         first_words = " ".join(field.description.split()[:3])
         assert first_words in " ".join(result.output.split()), key
     # Enumerations list their values; sections group the flags.
-    assert "--backbone [MobileNetV2|MobileNetV3Small|" in result.output
+    assert "--backbone-input-range [0..1|0..255|-1..1]" in result.output
     assert "--augmentation-flip [none|horizontal|vertical|both]" in result.output
     for section in ("Data and splits:", "Gate and serving:", "Training (trainer:", "Augmentation (trainer."):
         assert section in result.output
@@ -73,7 +73,11 @@ def test_run_rejects_bad_values_and_missing_weights(tmp_path: object) -> None:
     result = _run("run", "--data-root", data, "--weights", "/missing/backbone.weights.h5")
     assert result.exit_code == 1 and "Weights file not found: /missing/backbone.weights.h5" in result.output
     result = _run("run", "--data-root", data, "--backbone", "AlexNet")
-    assert result.exit_code == 2 and "'AlexNet' is not one of" in result.output
+    assert result.exit_code == 1 and "Unknown backbone. Expected one of MobileNetV2" in result.output
+    result = _run("run", "--data-root", data, "--backbone", f"savedmodel:{tmp_path}/missing", "--image-size", "32")
+    assert (
+        result.exit_code == 1 and f"savedmodel:{tmp_path}/missing: {tmp_path}/missing is not a folder" in result.output
+    )
 
 
 def test_preflight_catches_wrong_weights_and_unwritable_folders_before_any_work(tmp_path: object) -> None:

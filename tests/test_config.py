@@ -59,6 +59,21 @@ def test_trainer_settings_round_trip_through_custom_config() -> None:
     assert (scratch.weights, scratch.stage1_epochs, scratch.stage2_epochs) == ("none", 10, 0)
 
 
+def test_saved_model_backbones_from_a_yaml_file(tmp_path: object) -> None:
+    path = f"{tmp_path}/config.yaml"
+    with open(path, "w") as handle:
+        handle.write(
+            "data_root: /d\ntrainer:\n  backbone: hub:https://www.kaggle.com/models/google/x/TensorFlow2/y/1\n"
+            "  backbone_input_range: -1..1\n  image_size: 40\n"
+        )
+    config = config_lib.load_config(path, {})
+    # No keras.applications minimum size applies; the preflight checks the model's own input size.
+    assert (config.trainer.backbone_input_range, config.trainer.image_size) == ("-1..1", 40)
+    assert config.trainer.saved_model_backbone and not config.trainer.from_scratch
+    assert config_lib.build_config(config.to_dict()) == config  # custom_config and config show round-trip
+    assert not config_lib.build_config({"data_root": "/d"}).trainer.saved_model_backbone
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -69,7 +84,21 @@ def test_trainer_settings_round_trip_through_custom_config() -> None:
         ({"data_root": "/d", "trainer": {"image_size": "big"}}, "trainer.image_size: Input should be a valid integer"),
         ({"data_root": "/d", "trainer": {"image_size": 16}}, "trainer.image_size: Input should be greater than"),
         ({"data_root": "/d", "trainer": {"backbone": "Xception", "image_size": 64}}, "Xception needs image_size >= 71"),
-        ({"data_root": "/d", "trainer": {"backbone": "AlexNet"}}, "trainer.backbone: Input should be 'MobileNetV2'"),
+        ({"data_root": "/d", "trainer": {"backbone": "AlexNet"}}, "Unknown backbone. Expected one of MobileNetV2,"),
+        ({"data_root": "/d", "trainer": {"backbone": "hub:google/x/1"}}, "hub: takes a model URL (https://tfhub.dev"),
+        ({"data_root": "/d", "trainer": {"backbone": "savedmodel: "}}, "names no model: write savedmodel:<location>"),
+        (
+            {"data_root": "/d", "trainer": {"backbone": "savedmodel:/m", "weights": "none"}},
+            "weights='none' does not apply to backbone savedmodel:/m: a SavedModel brings its own",
+        ),
+        (
+            {"data_root": "/d", "trainer": {"backbone": "savedmodel:/m", "backbone_input_range": "0_1"}},
+            "trainer.backbone_input_range: Input should be '0..1', '0..255' or '-1..1'",
+        ),
+        (
+            {"data_root": "/d", "compare_from_scratch": True, "trainer": {"backbone": "savedmodel:/m"}},
+            "compare_from_scratch needs a keras.applications backbone",
+        ),
         ({"data_root": "/d", "trainer": {"augmentation": {"flip": "upside"}}}, "trainer.augmentation.flip"),
         ({"data_root": "/d", "min_accuracy": 1.5}, "min_accuracy: Input should be less than or equal to 1"),
         ({"data_root": "/d", "runner": "spark"}, "runner: Input should be 'local' or 'beam'"),

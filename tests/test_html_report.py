@@ -170,6 +170,17 @@ def test_model_card_shows_the_runs_numbers_with_images_inline(tmp_path: object) 
     assert cells[("rare", "rare")] == "0" and len(cells) == 9
 
 
+def test_model_card_names_a_saved_model_backbone_and_what_stage2_trained(tmp_path: object) -> None:
+    backbone = "hub:https://www.kaggle.com/models/google/mobilenet-v3/TensorFlow2/large-100-224-feature-vector/1"
+    settings = TrainerSettings(backbone=backbone, backbone_input_range="0..1", image_size=224)
+    report = _full_report(os.path.join(str(tmp_path), "model_run"))
+    report.training = SUMMARY.model_copy(update={"settings": settings})
+    ids = _elements(html_report.render(report, None)).by_id
+    assert ids["backbone"]["text"] == f"{backbone} (pixels 0..1)"
+    assert ids["weights"]["text"] == "as published in the SavedModel"
+    assert "the whole SavedModel, BatchNorm statistics fixed" in ids["fine-tuned-accuracy"]["text"]
+
+
 def test_a_failed_run_renders_what_it_has() -> None:
     report = RunReport(
         run_id="run-1",

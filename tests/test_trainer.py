@@ -145,10 +145,13 @@ def test_mixed_precision_xla_and_mirrored_strategy_run_on_cpu(tmp_path: object) 
 
 
 def test_base_model_weights_come_from_the_earlier_run(tmp_path: object) -> None:
-    backbone = model_lib.build_backbone("MobileNetV2", SIZE, "none", alpha=0.35)
+    classifier = _classifier()
+    backbone = classifier.get_layer(model_lib.BACKBONE_LAYER_NAME)
     model_dir = tmp_path / "Trainer" / "model" / "7"
     (model_dir / "Format-Serving").mkdir(parents=True)
-    backbone.save_weights(model_lib.backbone_weights_path(str(model_dir)))
+    # What run_fn writes next to Format-Serving.
+    saved = model_lib.save_backbone_weights(classifier, str(model_dir))
+    assert saved == model_lib.backbone_weights_path(str(model_dir))
     base = _config(weights="base_model")
     local = trainer._backbone_weights(base, str(model_dir / "Format-Serving"))
     loaded = model_lib.build_backbone("MobileNetV2", SIZE, local, alpha=0.35)

@@ -2,8 +2,10 @@
 
 The model takes float pixels in [0, 255] (``[batch, size, size, 3]``); each
 backbone's own preprocessing runs inside the model, so serving only has to
-decode and resize. We use Keras 3 (``import keras``) throughout and never
-``tf.keras``, so the outcome does not depend on TF_USE_LEGACY_KERAS or import order.
+decode and resize. Backbones are keras.applications models or TF2 feature-vector
+SavedModels (``hub:``/``savedmodel:``, see ``saved_model_backbone.py``). We use
+Keras 3 (``import keras``) throughout and never ``tf.keras``, so the outcome does
+not depend on TF_USE_LEGACY_KERAS or import order.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from components.modules.settings import BACKBONES, AugmentationSettings, TrainerSettings
+from components.modules.saved_model_backbone import SavedModelBackbone
+from components.modules.settings import (
+    BACKBONES,
+    DEFAULT_INPUT_RANGE,
+    AugmentationSettings,
+    TrainerSettings,
+    is_saved_model_backbone,
+)
 
 BACKBONE_LAYER_NAME = "backbone"
 OUTPUT_LAYER_NAME = "probabilities"
@@ -72,6 +81,14 @@ PREPROCESSING: dict[str, Callable[[], keras.layers.Layer]] = {
 }
 
 
+# What a SavedModel backbone expects, from the [0, 255] pixels the classifier takes.
+INPUT_RANGE_PREPROCESSING: dict[str, Callable[[], keras.layers.Layer]] = {
+    "0..1": lambda: keras.layers.Rescaling(1.0 / 255.0, name="preprocess"),
+    "-1..1": _scale_minus_one_to_one,
+    "0..255": _identity,
+}
+
+
 def backbone_constructor(name: str) -> Callable[..., keras.Model]:
     """The ``keras.applications`` function of a backbone named in ``settings.BACKBONES``."""
     if name not in BACKBONES:
@@ -79,13 +96,21 @@ def backbone_constructor(name: str) -> Callable[..., keras.Model]:
     return getattr(keras.applications, name)
 
 
-def build_backbone(name: str, image_size: int, weights: str, alpha: float = 1.0) -> keras.Model:
+def build_backbone(
+    name: str, image_size: int, weights: str, alpha: float = 1.0, input_range: str = DEFAULT_INPUT_RANGE
+) -> keras.Model | SavedModelBackbone:
     """Builds a headless backbone with ``imagenet``, ``none`` or file weights.
+
+    ``hub:``/``savedmodel:`` backbones load their SavedModel with its own weights
+    (``weights`` and ``alpha`` do not apply; ``input_range`` is its pixel range).
 
     Raises:
       ValueError: On an unknown backbone or an input size below its minimum.
       WeightsError: If the weights cannot be downloaded or loaded.
+      saved_model_backbone.SavedModelBackboneError, hub_cache.HubError: If a SavedModel backbone cannot be used.
     """
+    if is_saved_model_backbone(name):
+        return SavedModelBackbone(name, image_size, input_range, name=BACKBONE_LAYER_NAME)
     constructor = backbone_constructor(name)
     info = BACKBONES[name]
     if image_size < info.min_size:
@@ -106,6 +131,27 @@ def build_backbone(name: str, image_size: int, weights: str, alpha: float = 1.0)
             load_weights_file(backbone, weights)
     backbone.name = BACKBONE_LAYER_NAME
     return backbone
+
+
+def save_backbone_weights(classifier: keras.Model, model_dir: str) -> str | None:
+    """Saves the backbone as ``backbone.weights.h5`` in ``model_dir`` (for ``weights: base_model``).
+
+    Returns:
+      The file written, or None for a SavedModel backbone: its fine-tuned weights
+      are in the serving SavedModel, and weights=base_model applies only to
+      keras.applications backbones (the config refuses the combination).
+    """
+    backbone = classifier.get_layer(BACKBONE_LAYER_NAME)
+    if isinstance(backbone, SavedModelBackbone):
+        logging.info(
+            "No %s for the SavedModel backbone %s (weights=base_model is for keras.applications).",
+            BACKBONE_WEIGHTS,
+            backbone.source,
+        )
+        return None
+    path = backbone_weights_path(model_dir)
+    backbone.save_weights(path)
+    return path
 
 
 def _speed_up_batchnorm_statistics(backbone: keras.Model) -> None:
@@ -180,9 +226,12 @@ def build_classifier(
 ) -> keras.Model:
     """The inference model: pixels -> preprocessing -> backbone -> pooling -> dropout -> Dense.
 
+    A SavedModel backbone returns a feature vector already: no pooling layer.
+
     Args:
       backbone: A headless backbone from :func:`build_backbone`.
-      backbone_name: Its registry name (selects the preprocessing).
+      backbone_name: Its registry name (selects the preprocessing; a SavedModel
+        backbone's comes from its ``input_range``).
       num_classes: Number of output classes.
       dropout: Dropout rate before the output layer.
       backbone_inference_mode: Call the backbone with ``training=False`` so its
@@ -194,11 +243,16 @@ def build_classifier(
     """
     if num_classes < 2:
         raise ValueError(f"A classifier needs at least 2 classes. Received: num_classes={num_classes}")
-    size = backbone.input_shape[1]
+    saved_model = isinstance(backbone, SavedModelBackbone)
+    size = backbone.image_size if saved_model else backbone.input_shape[1]
     inputs = keras.Input(shape=(size, size, 3), name="pixels")
-    x = PREPROCESSING[backbone_name]()(inputs)
+    preprocessing = INPUT_RANGE_PREPROCESSING[backbone.input_range] if saved_model else PREPROCESSING[backbone_name]
+    x = preprocessing()(inputs)
     x = backbone(x, training=False) if backbone_inference_mode else backbone(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    if len(x.shape) == 4:
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    elif len(x.shape) != 2:
+        raise ValueError(f"Backbone {backbone_name} returns shape {x.shape}: expected feature maps or vectors.")
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name=OUTPUT_LAYER_NAME)(x)
     return keras.Model(inputs, outputs, name="classifier")
@@ -245,14 +299,26 @@ def layer_blocks(backbone: keras.Model) -> list[list[int]]:
     return [block for block in blocks if any(backbone.layers[i].weights for i in block)]
 
 
-def fine_tune_plan(backbone: keras.Model, settings: TrainerSettings) -> list[tuple[int, int]]:
+def fine_tune_plan(backbone: keras.Model | SavedModelBackbone, settings: TrainerSettings) -> list[tuple[int, int]]:
     """Stage 2 as a list of (first unfrozen layer index, epochs).
 
     ``top_n``: the top ``fine_tune_layers`` layers for all ``stage2_epochs``.
     ``fraction``: the top ``fine_tune_fraction`` of the layers.
     ``progressive``: one more block from the top every ``epochs_per_block`` epochs.
+    A SavedModel backbone has no layers to pick: all of it for all ``stage2_epochs``.
     """
     epochs = settings.stage2_epochs
+    if isinstance(backbone, SavedModelBackbone):
+        logging.info(
+            "Stage 2: a SavedModel backbone has no layers to pick, so fine_tune_schedule=%s does not apply: all "
+            "%d of its trainable variables fine-tune for %d epochs at learning rate %g, in inference mode "
+            "(BatchNorm statistics fixed).",
+            settings.fine_tune_schedule,
+            backbone.trainable_variable_count,
+            epochs,
+            settings.stage2_learning_rate,
+        )
+        return [(0, epochs)]
     count = len(backbone.layers)
     if settings.fine_tune_schedule == "top_n":
         return [(max(count - settings.fine_tune_layers, 0), epochs)]
@@ -269,14 +335,24 @@ def fine_tune_plan(backbone: keras.Model, settings: TrainerSettings) -> list[tup
     return plan
 
 
+def layer_name(backbone: keras.Model | SavedModelBackbone, index: int) -> str:
+    """Name of the backbone's layer ``index`` (a SavedModel backbone is one layer: its own name)."""
+    return backbone.name if isinstance(backbone, SavedModelBackbone) else backbone.layers[index].name
+
+
 def unfreeze_from(model: keras.Model, first_index: int) -> list[str]:
     """Unfreezes backbone layers from ``first_index`` up, BatchNorm excepted.
+
+    A SavedModel backbone unfreezes whole (its trainable variables; BatchNorm
+    statistics are not among them and it runs in inference mode).
 
     Returns:
       Names of the backbone layers with weights that are now trainable.
     """
     backbone = model.get_layer(BACKBONE_LAYER_NAME)
     backbone.trainable = True
+    if isinstance(backbone, SavedModelBackbone):
+        return [backbone.name]
     for index, layer in enumerate(backbone.layers):
         layer.trainable = index >= first_index and not isinstance(layer, keras.layers.BatchNormalization)
     return [layer.name for layer in backbone.layers if layer.trainable and layer.weights]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 WEIGHTS_IMAGENET = "imagenet"
 WEIGHTS_NONE = "none"
@@ -47,7 +47,20 @@ BACKBONES: dict[str, BackboneInfo] = {
     "Xception": BackboneInfo(min_size=71),
     "VGG16": BackboneInfo(),
 }
-Backbone = Literal[tuple(BACKBONES)]  # type: ignore[valid-type]
+# Backbones outside keras.applications: a TF2 image feature-vector SavedModel (image in,
+# [batch, features] out), from TF Hub / Kaggle Models or from a path. See saved_model_backbone.py.
+HUB_PREFIX = "hub:"
+SAVEDMODEL_PREFIX = "savedmodel:"
+# Pixel range a SavedModel backbone expects; the model maps its [0, 255] input to it.
+InputRange = Literal["0..1", "0..255", "-1..1"]
+DEFAULT_INPUT_RANGE: InputRange = "0..1"  # most TF Hub image models
+
+
+def is_saved_model_backbone(backbone: str) -> bool:
+    """``hub:``/``savedmodel:`` (a SavedModel), not a keras.applications name."""
+    return backbone.startswith((HUB_PREFIX, SAVEDMODEL_PREFIX))
+
+
 FineTuneSchedule = Literal["top_n", "fraction", "progressive"]
 Distribution = Literal["auto", "mirrored", "none"]
 Flip = Literal["none", "horizontal", "vertical", "both"]
@@ -106,7 +119,16 @@ class TrainerSettings(_Settings):
     """Everything the Trainer's ``run_fn`` reads."""
 
     image_size: int = Field(224, ge=32, le=1024, description="Side of the square images the model sees (pixels).")
-    backbone: Backbone = Field("MobileNetV2", description="Keras applications backbone (ImageNet-pretrained).")
+    backbone: str = Field(
+        "MobileNetV2",
+        description=f"Keras applications backbone ({', '.join(BACKBONES)}; ImageNet-pretrained), or a TF2 image "
+        f"feature-vector SavedModel: {HUB_PREFIX}<TF Hub or Kaggle Models URL> or {SAVEDMODEL_PREFIX}<path or URI>.",
+    )
+    backbone_input_range: InputRange = Field(
+        DEFAULT_INPUT_RANGE,
+        description="hub:/savedmodel: backbones: the pixel range the model expects (0..1 for most TF Hub image "
+        "models, -1..1, or 0..255); its input size is image_size. keras.applications backbones ignore it.",
+    )
     backbone_alpha: float = Field(
         1.0,
         gt=0.0,
@@ -115,7 +137,8 @@ class TrainerSettings(_Settings):
     weights: str = Field(
         WEIGHTS_IMAGENET,
         min_length=1,
-        description="imagenet, none (train everything from scratch), base_model, or a weights file path/URI.",
+        description="imagenet, none (train everything from scratch), base_model, or a weights file path/URI; "
+        "hub:/savedmodel: backbones bring their own weights (keep imagenet).",
     )
     batch_size: int = Field(32, ge=1, description="Training batch size.")
     stage1_epochs: int = Field(5, ge=1, description="Stage 1: epochs training the new head on the frozen backbone.")
@@ -127,7 +150,8 @@ class TrainerSettings(_Settings):
     fine_tune_schedule: FineTuneSchedule = Field(
         "top_n",
         description="Stage 2 layers: top_n (fine_tune_layers), fraction (fine_tune_fraction) or progressive "
-        "(one more block every epochs_per_block epochs).",
+        "(one more block every epochs_per_block epochs). hub:/savedmodel: backbones have no layers to pick: "
+        "all their trainable variables fine-tune.",
     )
     fine_tune_layers: int = Field(30, ge=1, description="top_n: backbone layers unfrozen from the top.")
     fine_tune_fraction: float = Field(0.3, gt=0.0, le=1.0, description="fraction: share of backbone layers unfrozen.")
@@ -148,12 +172,30 @@ class TrainerSettings(_Settings):
     top_k: int = Field(5, ge=1, description="Classes serving_default returns per image.")
     seed: int = Field(42, description="Seed of shuffling, augmentation and initialisation.")
 
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str) -> str:
+        return _checked_backbone(value)
+
     @model_validator(mode="after")
-    def _size_fits_backbone(self) -> TrainerSettings:
+    def _fits_backbone(self) -> TrainerSettings:
+        if self.saved_model_backbone:
+            if self.weights_kind != WEIGHTS_IMAGENET:
+                raise ValueError(
+                    f"weights={self.weights!r} does not apply to backbone {self.backbone}: a SavedModel brings its "
+                    "own pretrained weights (leave weights at imagenet). weights none, base_model and weights "
+                    "files are for keras.applications backbones."
+                )
+            return self
         minimum = BACKBONES[self.backbone].min_size
         if self.image_size < minimum:
             raise ValueError(f"{self.backbone} needs image_size >= {minimum}. Received: image_size={self.image_size}")
         return self
+
+    @property
+    def saved_model_backbone(self) -> bool:
+        """The backbone is a SavedModel (``hub:`` or ``savedmodel:``), not a keras.applications model."""
+        return is_saved_model_backbone(self.backbone)
 
     @property
     def weights_kind(self) -> WeightsKind:
@@ -176,6 +218,28 @@ class TrainerSettings(_Settings):
                 "stage2_epochs": 0,
             }
         )
+
+
+def _checked_backbone(value: str) -> str:
+    """A registered name, ``hub:<http(s) URL>`` or ``savedmodel:<path or URI>``; else one clear line."""
+    value = value.strip()
+    if value in BACKBONES:
+        return value
+    for prefix in (HUB_PREFIX, SAVEDMODEL_PREFIX):
+        if value.startswith(prefix):
+            location = value[len(prefix) :].strip()
+            if not location:
+                raise ValueError(f"backbone {value!r} names no model: write {prefix}<location>.")
+            if prefix == HUB_PREFIX and not location.startswith(("https://", "http://")):
+                raise ValueError(
+                    f"backbone {value!r}: hub: takes a model URL (https://tfhub.dev/... or "
+                    "https://www.kaggle.com/models/...); for a folder use savedmodel:<path>."
+                )
+            return prefix + location
+    raise ValueError(
+        f"Unknown backbone. Expected one of {', '.join(BACKBONES)}, {HUB_PREFIX}<URL> or {SAVEDMODEL_PREFIX}<path>. "
+        f"Received: backbone={value!r}"
+    )
 
 
 class TransformSettings(_Settings):

@@ -282,7 +282,9 @@ def train_two_stages(
     stage1_weights = classifier.get_weights()
     backbone = classifier.get_layer(model_lib.BACKBONE_LAYER_NAME)
     plan = model_lib.fine_tune_plan(backbone, settings)
-    result.stage2_plan = [PlanStep(first_layer=backbone.layers[index].name, epochs=epochs) for index, epochs in plan]
+    result.stage2_plan = [
+        PlanStep(first_layer=model_lib.layer_name(backbone, index), epochs=epochs) for index, epochs in plan
+    ]
     epoch = first
     for first_index, epochs in plan:
         result.stage2_trainable_layers = model_lib.unfreeze_from(classifier, first_index)
@@ -290,7 +292,7 @@ def train_two_stages(
             "Stage 2: %d epochs with %d backbone layers trainable (from %s)",
             epochs,
             len(result.stage2_trainable_layers),
-            backbone.layers[first_index].name,
+            model_lib.layer_name(backbone, first_index),
         )
         model_lib.compile_model(fitted, settings.stage2_learning_rate, jit_compile=settings.xla)
         more = fit_stage(
@@ -440,7 +442,9 @@ def _backbone_weights(settings: TrainerSettings, base_model: str | None) -> str:
 
 
 def _classifier(settings: TrainerSettings, weights: str, num_classes: int) -> keras.Model:
-    backbone = model_lib.build_backbone(settings.backbone, settings.image_size, weights, settings.backbone_alpha)
+    backbone = model_lib.build_backbone(
+        settings.backbone, settings.image_size, weights, settings.backbone_alpha, settings.backbone_input_range
+    )
     return model_lib.build_classifier(
         backbone, settings.backbone, num_classes, settings.dropout, backbone_inference_mode=not settings.from_scratch
     )
@@ -534,7 +538,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     classifier, summary = _train(fn_args, settings, class_names, tf_transform_output)
     reports.write_reports(summary, fn_args.model_run_dir)
     model_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
-    classifier.get_layer(model_lib.BACKBONE_LAYER_NAME).save_weights(model_lib.backbone_weights_path(model_dir))
+    model_lib.save_backbone_weights(classifier, model_dir)
     export_serving_model(classifier, tf_transform_output, class_names, settings, fn_args.serving_model_dir)
     _write_warmup_requests(fn_args, tf_transform_output)
     logging.info("Exported the serving model to %s", fn_args.serving_model_dir)
