@@ -25,16 +25,19 @@ import tensorflow as tf
 from pydantic import BaseModel, ConfigDict
 from tfx import v1 as tfx
 from tfx.components.pusher import executor as tfx_pusher_executor
-from tfx.dsl.components.base import executor_spec
+from tfx.dsl.components.base import base_component, executor_spec
 from tfx.proto import pusher_pb2
-from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import io_utils, proto_utils
+from tfx.types import artifact_utils, channel_utils, component_spec, standard_artifacts, standard_component_specs
+from tfx.utils import io_utils, json_utils, proto_utils
 
 from components import serving_dir, tflite
 from components.modules import features
 from pipeline import serving_ops  # the TF Serving model config (labels) lives with the serving commands
 
 NOT_PUSHED_REASON = "not_pushed_reason"
+# The gate's ModelEvaluation: its test accuracy is recorded with each pushed version.
+EVALUATION_KEY = "evaluation"
+PUSHER_ID = "Pusher"
 
 
 class PusherSettings(BaseModel):
@@ -136,7 +139,7 @@ class AtomicPusherExecutor(tfx_pusher_executor.Executor):
             extra_files = on_device_files(model_dir, settings.tflite)
             serving_path = serving_dir.atomic_push(model_dir, base, extra_files=extra_files)
             logging.info("Model written to serving path %s.", serving_path)
-            self._after_push(serving_path, model_dir)
+            self._after_push(serving_path, model_dir, input_dict.get(EVALUATION_KEY, []))
         version = int(os.path.basename(serving_path))
         root, model_name = os.path.split(base.rstrip("/"))
         spare = serving_ops.listed_versions(root, model_name)
@@ -146,29 +149,82 @@ class AtomicPusherExecutor(tfx_pusher_executor.Executor):
         io_utils.copy_dir(model_dir, pushed.uri)
         self._MarkPushed(pushed, pushed_destination=serving_path, pushed_version=str(version))
 
-    def _after_push(self, serving_path: str, model_dir: str) -> None:
-        """Records where the version came from; with a TF Serving model config, lists it as the canary."""
+    def _after_push(self, serving_path: str, model_dir: str, evaluations: list) -> None:
+        """Records where the version came from and its test accuracy; with a TF Serving model
+        config, lists it as the canary."""
         root, model_name = os.path.split(os.path.dirname(serving_path.rstrip("/")))
         run_id = getattr(self._context, "pipeline_run_id", None) if self._context else None
-        serving_ops.record_push_info(
-            serving_path,
-            {"pipeline_run": run_id or "", "model_uri": model_dir, "pushed_at": time.strftime("%Y-%m-%d %H:%M:%S")},
-        )
+        info: dict[str, Any] = {
+            "pipeline_run": run_id or "",
+            "model_uri": model_dir,
+            "pushed_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        if evaluations:
+            from pipeline import evaluation  # TFMA: imported only where a push records its numbers
+
+            gate = evaluation.read_gate(artifact_utils.get_single_uri(evaluations), blessed=True)
+            info.update(accuracy=gate.candidate_accuracy, test_examples=gate.test_examples)
+        serving_ops.record_push_info(serving_path, info)
         if tf.io.gfile.exists(serving_ops.model_config_path(root)):
             change = serving_ops.set_canary(root, model_name, int(os.path.basename(serving_path)))
             logging.info("TF Serving model config: %s", change.format())
 
 
+class AtomicPusherSpec(component_spec.ComponentSpec):
+    """TFX's PusherSpec plus the gate's evaluation (optional), to record each version's test accuracy."""
+
+    PARAMETERS = dict(standard_component_specs.PusherSpec.PARAMETERS)
+    INPUTS = {
+        **standard_component_specs.PusherSpec.INPUTS,
+        EVALUATION_KEY: component_spec.ChannelParameter(type=standard_artifacts.ModelEvaluation, optional=True),
+    }
+    OUTPUTS = dict(standard_component_specs.PusherSpec.OUTPUTS)
+
+
+class AtomicPusher(tfx.components.Pusher):
+    """TFX's Pusher with the atomic executor and the gate's evaluation as an extra input.
+
+    It stays a ``tfx.components.Pusher`` (``pipeline/uncached_nodes.py`` finds Pushers by type).
+    """
+
+    SPEC_CLASS = AtomicPusherSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(AtomicPusherExecutor)
+
+    def __init__(  # noqa: D107 (documented by create_pusher)
+        self,
+        model: tfx.dsl.Channel,
+        model_blessing: tfx.dsl.Channel,
+        evaluation: tfx.dsl.Channel | None,
+        base_directory: str,
+        settings: PusherSettings,
+    ) -> None:
+        spec = AtomicPusherSpec(
+            model=model,
+            model_blessing=model_blessing,
+            evaluation=evaluation,
+            push_destination=tfx.proto.PushDestination(
+                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=base_directory)
+            ),
+            custom_config=json_utils.dumps(settings.model_dump()),
+            pushed_model=channel_utils.as_channel([standard_artifacts.PushedModel()]),
+        )
+        base_component.BaseComponent.__init__(self, spec=spec)
+
+
 def create_pusher(
-    model: tfx.dsl.Channel, model_blessing: tfx.dsl.Channel, base_directory: str, settings: PusherSettings
+    model: tfx.dsl.Channel,
+    model_blessing: tfx.dsl.Channel,
+    base_directory: str,
+    settings: PusherSettings,
+    evaluation: tfx.dsl.Channel | None = None,
 ) -> tfx.components.Pusher:
-    """A Pusher with the atomic executor and its settings."""
-    return tfx.components.Pusher(
-        model=model,
-        model_blessing=model_blessing,
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=base_directory)
-        ),
-        custom_config=settings.model_dump(),
-        custom_executor_spec=executor_spec.ExecutorClassSpec(AtomicPusherExecutor),
-    )
+    """The ``Pusher`` node: pushes blessed models atomically, recording ``evaluation``'s test accuracy.
+
+    Args:
+      model: The Trainer's model.
+      model_blessing: The gate's blessing.
+      base_directory: ``<serving_dir>/<model_name>``.
+      settings: Versions kept, class changes, TFLite variant.
+      evaluation: The gate's ModelEvaluation (its test accuracy goes into each version's push info).
+    """
+    return AtomicPusher(model, model_blessing, evaluation, base_directory, settings).with_id(PUSHER_ID)

@@ -215,6 +215,7 @@ def create_pipeline(
             allow_class_changes=config.allow_class_changes,
             tflite=config.tflite,
         ),
+        evaluation=evaluator.outputs["evaluation"],
     )
     comparison = []
     if config.compare_from_scratch:

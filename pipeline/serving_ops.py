@@ -20,6 +20,7 @@ Versions are never deleted here: a rolled-back version stays, with its status.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -28,8 +29,10 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
+import portalocker
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
@@ -49,6 +52,8 @@ SETTLE_SECONDS = CONFIG_POLL_SECONDS + 15
 BATCHING_FIELDS = ("max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches")
 _WRAPPED_INT = re.compile(r"(\w+)\s*\{\s*value\s*:\s*(\d+)\s*\}")
 _OBJECT_STORES = ("gs://", "s3://")
+CONFIG_LOCK_FILE = ".models.config.lock"
+CONFIG_LOCK_SECONDS = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,6 +326,40 @@ def _apply(
     settle_seconds: float,
 ) -> LabelChange:
     """Writes the wanted labels, holding back moves onto versions the server may not have loaded."""
+    with config_lock(serving_dir):
+        return _apply_locked(serving_dir, model_name, wanted, server_base_path, settle_seconds)
+
+
+@contextlib.contextmanager
+def config_lock(serving_dir: str, timeout: float = CONFIG_LOCK_SECONDS) -> Iterator[None]:
+    """Serialises read-change-write of the model config (a Pusher and a ``serving`` command at once).
+
+    A local or mounted (PVC) serving directory gets an exclusive lock file next to the
+    config. Object stores (any ``scheme://`` path) have no lock: there the last writer
+    wins, so run ``serving`` commands while no pipeline run is pushing.
+
+    Raises:
+      TimeoutError: If another writer holds the lock for ``timeout`` seconds.
+    """
+    if "://" in serving_dir:
+        yield
+        return
+    os.makedirs(serving_dir, exist_ok=True)
+    path = os.path.join(serving_dir, CONFIG_LOCK_FILE)
+    try:
+        with portalocker.Lock(path, mode="a", timeout=timeout, flags=portalocker.LOCK_EX | portalocker.LOCK_NB):
+            yield
+    except portalocker.LockException as error:
+        raise TimeoutError(f"{path} is held by another writer for over {timeout:.0f} s; try again.") from error
+
+
+def _apply_locked(
+    serving_dir: str,
+    model_name: str,
+    wanted: dict[str, int],
+    server_base_path: str | None,
+    settle_seconds: float,
+) -> LabelChange:
     config = read_model_config(serving_dir)
     entry = _entry(config, model_name)
     if entry is None:

@@ -15,7 +15,7 @@ from tfx import v1 as tfx
 from components import splits, tflite
 from components.modules import features
 from components.modules import model as model_lib
-from pipeline import cli, local_runner, pipeline, predict
+from pipeline import cli, local_runner, pipeline, predict, serving_ops
 from pipeline.config import PipelineConfig
 from tests.helpers import encode, noise_folder, solid, tiny_run_config, write
 
@@ -107,6 +107,11 @@ def test_first_run_ingests_trains_blesses_and_pushes(runs: dict) -> None:
     assert len(runs["versions_after_first"]) == 1
     version = next(iter(runs["versions_after_first"]))
     assert report.pushed_to == os.path.join(runs["root"], "serving", "image_classifier", version)
+    # `serving list` shows the version's test accuracy, the gate's number from TFMA, and its run.
+    described = serving_ops.describe_versions(os.path.join(runs["root"], "serving"), "image_classifier")
+    pushed = next(info for info in described if str(info.version) == version)
+    assert pushed.accuracy == pytest.approx(report.gate.candidate_accuracy)
+    assert pushed.pipeline_run == report.run_id
 
 
 def test_splits_feed_the_trainer_and_the_gate_separately(runs: dict) -> None:

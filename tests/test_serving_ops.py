@@ -178,7 +178,7 @@ def test_a_failed_write_leaves_the_old_config_and_no_temp_file(tmp_path: object,
         serving_ops.write_model_config(serving_dir, model_server_config_pb2.ModelServerConfig())
     with open(os.path.join(serving_dir, "models.config")) as handle:
         assert handle.read() == before
-    assert sorted(os.listdir(serving_dir)) == [MODEL, "models.config"]
+    assert sorted(set(os.listdir(serving_dir)) - {serving_ops.CONFIG_LOCK_FILE}) == [MODEL, "models.config"]
 
 
 def test_mistakes_are_named(serving_dir: str) -> None:
@@ -223,3 +223,28 @@ def test_cli_rollout(tmp_path: object) -> None:
     assert lines[2].split()[:3] == ["1", "canary,stable", "yes"]
     result = runner.invoke(cli.main, ["serving", "rollback", "--serving-dir", serving_dir])
     assert result.exit_code == 1 and "older than 1" in result.output
+
+
+def test_config_writers_take_turns_on_a_local_serving_dir(tmp_path: object) -> None:
+    import threading
+    import time
+
+    serving_dir = os.path.join(str(tmp_path), "serving")
+    _push(serving_dir, 100)
+    _push(serving_dir, 200)
+    serving_ops.set_canary(serving_dir, MODEL, 100, settle_seconds=0)
+    done = threading.Event()
+    with serving_ops.config_lock(serving_dir):  # e.g. a Pusher between reading and writing the config
+        writer = threading.Thread(
+            target=lambda: (serving_ops.set_canary(serving_dir, MODEL, 200, settle_seconds=0), done.set())
+        )
+        writer.start()
+        time.sleep(0.5)
+        assert not done.is_set()  # the second writer waits instead of overwriting
+        assert _state(serving_dir) == ({"stable": 100, "canary": 100}, [100])
+    writer.join(timeout=10)
+    assert done.is_set() and 200 in _state(serving_dir)[1]
+    with serving_ops.config_lock(serving_dir):
+        with pytest.raises(TimeoutError, match="held by another writer"):
+            with serving_ops.config_lock(serving_dir, timeout=0.2):
+                pass
