@@ -49,6 +49,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/transformed_format.py
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/transform.py
+	$(BIN)/python benchmarks/transform.py --images 10000 --out benchmarks/results/transform_10k.json
+	$(BIN)/python benchmarks/export.py
 	$(BIN)/python benchmarks/serving.py --model-dir $(WORKDIR)/serving/image_classifier
 	$(BIN)/python benchmarks/serving_batching.py --model-dir $(WORKDIR)/serving/image_classifier
 	$(BIN)/python benchmarks/tflite.py --model-dir $(WORKDIR)/serving/image_classifier --holdout $(WORKDIR)/holdout
