@@ -67,7 +67,12 @@ class PipelineConfig(BaseModel):
     test_percent: int = Field(
         DEFAULT_TEST_PERCENT, description="Percent of each class in the test split, read only by the Evaluator."
     )
-    max_pixels: int = Field(50_000_000, ge=1, description="Images with more pixels are rejected (decoding bombs).")
+    max_pixels: int = Field(
+        50_000_000,
+        ge=1,
+        description="Images with more pixels are rejected before decoding (decoding bombs); "
+        "Pillow also refuses any image over 178 million pixels.",
+    )
     min_side: int = Field(8, ge=1, description="Images with a shorter side are rejected at ingest.")
     compare_from_scratch: bool = Field(
         False,
