@@ -327,7 +327,33 @@ def _apply(
 ) -> LabelChange:
     """Writes the wanted labels, holding back moves onto versions the server may not have loaded."""
     with config_lock(serving_dir):
-        return _apply_locked(serving_dir, model_name, wanted, server_base_path, settle_seconds)
+        config = read_model_config(serving_dir)
+        entry = _entry(config, model_name)
+        if entry is None:
+            entry = config.model_config_list.config.add(
+                name=model_name,
+                base_path=server_base_path or os.path.join(serving_dir, model_name),
+                model_platform="tensorflow",
+            )
+        current = dict(entry.version_labels)
+        listed = set(entry.model_version_policy.specific.versions)
+        settled = _age_seconds(model_config_path(serving_dir)) >= settle_seconds
+        labels, pending = {}, {}
+        for label, version in wanted.items():
+            if label in current and current[label] != version and not (version in listed and settled):
+                labels[label], pending[label] = current[label], version
+            else:
+                labels[label] = version
+        standby = _rollback_target(serving_dir, model_name, labels[STABLE])
+        versions = set(labels.values()) | set(pending.values()) | ({standby} if standby is not None else set())
+        entry.version_labels.clear()
+        entry.version_labels.update(labels)
+        entry.model_version_policy.specific.ClearField("versions")
+        entry.model_version_policy.specific.versions.extend(sorted(versions))
+        path = write_model_config(serving_dir, config)
+        if current.get(STABLE) != labels[STABLE]:
+            _update_status(serving_dir, model_name, labels[STABLE], stable_since=_now())
+        return LabelChange(path, labels, tuple(sorted(versions)), pending)
 
 
 @contextlib.contextmanager
@@ -351,42 +377,6 @@ def config_lock(serving_dir: str, timeout: float = CONFIG_LOCK_SECONDS) -> Itera
             yield
     except portalocker.LockException as error:
         raise TimeoutError(f"{path} is held by another writer for over {timeout:.0f} s; try again.") from error
-
-
-def _apply_locked(
-    serving_dir: str,
-    model_name: str,
-    wanted: dict[str, int],
-    server_base_path: str | None,
-    settle_seconds: float,
-) -> LabelChange:
-    config = read_model_config(serving_dir)
-    entry = _entry(config, model_name)
-    if entry is None:
-        entry = config.model_config_list.config.add(
-            name=model_name,
-            base_path=server_base_path or os.path.join(serving_dir, model_name),
-            model_platform="tensorflow",
-        )
-    current = dict(entry.version_labels)
-    listed = set(entry.model_version_policy.specific.versions)
-    settled = _age_seconds(model_config_path(serving_dir)) >= settle_seconds
-    labels, pending = {}, {}
-    for label, version in wanted.items():
-        if label in current and current[label] != version and not (version in listed and settled):
-            labels[label], pending[label] = current[label], version
-        else:
-            labels[label] = version
-    standby = _rollback_target(serving_dir, model_name, labels[STABLE])
-    versions = set(labels.values()) | set(pending.values()) | ({standby} if standby is not None else set())
-    entry.version_labels.clear()
-    entry.version_labels.update(labels)
-    entry.model_version_policy.specific.ClearField("versions")
-    entry.model_version_policy.specific.versions.extend(sorted(versions))
-    path = write_model_config(serving_dir, config)
-    if current.get(STABLE) != labels[STABLE]:
-        _update_status(serving_dir, model_name, labels[STABLE], stable_since=_now())
-    return LabelChange(path, labels, tuple(sorted(versions)), pending)
 
 
 def _rollback_target(serving_dir: str, model_name: str, stable: int) -> int | None:
