@@ -58,6 +58,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     local_runner.preflight(first)
     results["first"] = local_runner.run(first)
     results["versions_after_first"] = _versions(first)
+    results["described_after_first"] = serving_ops.describe_versions(first.serving_dir, first.model_name)
     results["second"] = local_runner.run(first)
     results["versions_after_second"] = _versions(first)
     results["blocked"] = local_runner.run(_config(root, min_accuracy=0.99, runner="beam"))
@@ -108,8 +109,8 @@ def test_first_run_ingests_trains_blesses_and_pushes(runs: dict) -> None:
     version = next(iter(runs["versions_after_first"]))
     assert report.pushed_to == os.path.join(runs["root"], "serving", "image_classifier", version)
     # `serving list` shows the version's test accuracy, the gate's number from TFMA, and its run.
-    described = serving_ops.describe_versions(os.path.join(runs["root"], "serving"), "image_classifier")
-    pushed = next(info for info in described if str(info.version) == version)
+    (pushed,) = runs["described_after_first"]
+    assert str(pushed.version) == version
     assert pushed.accuracy == pytest.approx(report.gate.candidate_accuracy)
     assert pushed.pipeline_run == report.run_id
 
