@@ -26,32 +26,9 @@ FROM_SCRATCH_TRAINER = "from_scratch_trainer"
 TRANSFER_VS_SCRATCH_EVALUATOR = "transfer_vs_scratch_evaluator"
 
 
-# Beam flags with which TFX ships its own code to Beam workers; without any of them, every Beam
-# component builds an sdist of the installed TFX first (tfx.utils.dependency_utils).
-_DEPENDENCY_FLAGS = (
-    "--extra_package",
-    "--setup_file",
-    "--requirements_file",
-    "--worker_harness_container_image",
-    "--sdk_container_image",
-)
-# In-process workers (the default runner, also in the Kubeflow container) import the installed
-# packages and need nothing staged: an empty requirements file says so and skips that sdist,
-# which cost 1.2-3.0 s per Beam component (7 s of a demo run, measured 2026-11-24).
-NOTHING_TO_STAGE = f"--requirements_file={os.devnull}"
-
-
-def beam_pipeline_args(beam_args: tuple[str, ...]) -> list[str]:
-    """The user's Beam flags, with the in-process default runner unless one is given.
-
-    With the default runner nothing is staged for workers (:data:`NOTHING_TO_STAGE`); with a
-    runner of the user's own (Dataflow, Flink), TFX's own staging applies unless the user
-    passes one of the dependency flags.
-    """
-    if any(arg.startswith("--runner") for arg in beam_args):
-        return list(beam_args)
-    staging = [] if any(arg.startswith(_DEPENDENCY_FLAGS) for arg in beam_args) else [NOTHING_TO_STAGE]
-    return [image_example_gen.DEFAULT_BEAM_RUNNER, *beam_args, *staging]
+# One rule for Beam flags, shared with the standalone ExampleGen runs (components/image_example_gen.py).
+beam_pipeline_args = image_example_gen.beam_pipeline_args
+NOTHING_TO_STAGE = image_example_gen.NOTHING_TO_STAGE
 
 
 def _user_code(user_code: str, module_file: str, function: str) -> dict[str, str]:

@@ -87,3 +87,5 @@ def test_in_process_beam_runs_stage_nothing_and_user_runners_keep_tfx_staging() 
     ]
     dataflow = ("--runner=DataflowRunner", "--project=p")
     assert pipeline.beam_pipeline_args(dataflow) == list(dataflow)
+    named_local = ("--runner=DirectRunner", "--direct_num_workers=2")
+    assert pipeline.beam_pipeline_args(named_local) == [*named_local, pipeline.NOTHING_TO_STAGE]
