@@ -11,6 +11,7 @@ import os
 import sys
 import typing
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -544,6 +545,15 @@ def _serving_options(function: Any) -> Any:
     return function
 
 
+def _echo_label_change(change_labels: Callable[[], Any]) -> None:
+    """Runs a label change and prints it; a refused change or a busy model config is one line."""
+    try:
+        change = change_labels()
+    except (ValueError, FileNotFoundError, TimeoutError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(change.format())
+
+
 @serving.command("list")
 @_serving_options
 def serving_list(serving_dir: str, model_name: str) -> None:
@@ -570,11 +580,7 @@ def serving_canary(version: int, serving_dir: str, model_name: str, server_base_
     """Put the canary label on VERSION (the first labelled version also becomes stable)."""
     from pipeline import serving_ops
 
-    try:
-        change = serving_ops.set_canary(serving_dir, model_name, version, server_base_path)
-    except (ValueError, FileNotFoundError) as error:
-        raise click.ClickException(str(error)) from error
-    click.echo(change.format())
+    _echo_label_change(lambda: serving_ops.set_canary(serving_dir, model_name, version, server_base_path))
 
 
 @serving.command("promote")
@@ -583,11 +589,7 @@ def serving_promote(serving_dir: str, model_name: str) -> None:
     """Move the stable label to the canary version."""
     from pipeline import serving_ops
 
-    try:
-        change = serving_ops.promote(serving_dir, model_name)
-    except ValueError as error:
-        raise click.ClickException(str(error)) from error
-    click.echo(change.format())
+    _echo_label_change(lambda: serving_ops.promote(serving_dir, model_name))
 
 
 @serving.command("rollback")
@@ -596,11 +598,7 @@ def serving_rollback(serving_dir: str, model_name: str) -> None:
     """Move the stable label to the previous good version (no version is deleted)."""
     from pipeline import serving_ops
 
-    try:
-        change = serving_ops.rollback(serving_dir, model_name)
-    except ValueError as error:
-        raise click.ClickException(str(error)) from error
-    click.echo(change.format())
+    _echo_label_change(lambda: serving_ops.rollback(serving_dir, model_name))
 
 
 if __name__ == "__main__":

@@ -357,7 +357,7 @@ def _apply(
 
 
 @contextlib.contextmanager
-def config_lock(serving_dir: str, timeout: float = CONFIG_LOCK_SECONDS) -> Iterator[None]:
+def config_lock(serving_dir: str, timeout: float | None = None) -> Iterator[None]:
     """Serialises read-change-write of the model config (a Pusher and a ``serving`` command at once).
 
     A local or mounted (PVC) serving directory gets an exclusive lock file next to the
@@ -365,8 +365,10 @@ def config_lock(serving_dir: str, timeout: float = CONFIG_LOCK_SECONDS) -> Itera
     wins, so run ``serving`` commands while no pipeline run is pushing.
 
     Raises:
-      TimeoutError: If another writer holds the lock for ``timeout`` seconds.
+      TimeoutError: If another writer holds the lock for ``timeout`` seconds
+        (default :data:`CONFIG_LOCK_SECONDS`).
     """
+    timeout = CONFIG_LOCK_SECONDS if timeout is None else timeout
     if "://" in serving_dir:
         yield
         return
@@ -376,7 +378,7 @@ def config_lock(serving_dir: str, timeout: float = CONFIG_LOCK_SECONDS) -> Itera
         with portalocker.Lock(path, mode="a", timeout=timeout, flags=portalocker.LOCK_EX | portalocker.LOCK_NB):
             yield
     except portalocker.LockException as error:
-        raise TimeoutError(f"{path} is held by another writer for over {timeout:.0f} s; try again.") from error
+        raise TimeoutError(f"{path} is held by another writer for over {timeout:g} s; try again.") from error
 
 
 def _rollback_target(serving_dir: str, model_name: str, stable: int) -> int | None:

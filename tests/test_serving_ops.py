@@ -248,3 +248,17 @@ def test_config_writers_take_turns_on_a_local_serving_dir(tmp_path: object) -> N
         with pytest.raises(TimeoutError, match="held by another writer"):
             with serving_ops.config_lock(serving_dir, timeout=0.2):
                 pass
+
+
+def test_a_busy_model_config_is_one_line_from_the_cli(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    serving_dir = os.path.join(str(tmp_path), "serving")
+    _push(serving_dir, 100)
+    serving_ops.set_canary(serving_dir, MODEL, 100, settle_seconds=0)
+    monkeypatch.setattr(serving_ops, "CONFIG_LOCK_SECONDS", 0.2)
+    with serving_ops.config_lock(serving_dir):
+        result = CliRunner().invoke(cli.main, ["serving", "canary", "100", "--serving-dir", serving_dir])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: {os.path.join(serving_dir, serving_ops.CONFIG_LOCK_FILE)} is held by another writer for over 0.2 s; "
+        "try again."
+    ]
