@@ -55,7 +55,11 @@ def tiny_saved_classifier(tmp_path_factory: pytest.TempPathFactory) -> dict:
     classifier.fit(pixels, train_labels, batch_size=16, epochs=8, verbose=0)
     folder = str(tmp_path_factory.mktemp("tiny_model") / "Format-Serving")
     tf.saved_model.save(
-        classifier, folder, signatures={features.PIXELS_SIGNATURE: trainer.pixel_signature(classifier, size)}
+        classifier,
+        folder,
+        signatures={
+            features.PIXELS_SIGNATURE: trainer.pixel_signature(trainer.classify_pixels(classifier, size), size)
+        },
     )
     os.makedirs(os.path.join(folder, "assets"), exist_ok=True)  # where the Trainer's TFT vocabulary lands
     with open(os.path.join(folder, "assets", features.LABEL_VOCAB_NAME), "w") as handle:

@@ -269,6 +269,14 @@ def test_domain_transfer_starts_from_the_earlier_model(runs: dict) -> None:
     examples_uri = os.path.dirname(report.ingest["report_dir"])
     matrix = np.array(report.training.validation_confusion_matrix)
     assert matrix.shape == (3, 3) and matrix.sum() == _count_records(examples_uri, "validation")
+    # Where the Trainer's time went: every phase, in order, within the Trainer step's own time.
+    phases = report.training.phase_seconds
+    expected = ["counting the splits", "building the model", "stage 1", "choosing the stage (validation)"]
+    expected += ["stage 2"] if report.training.stage2 is not None else []
+    assert sorted(phases) == sorted([*expected, "validation confusion matrix", "export"])
+    assert list(phases)[:3] == expected[:3] and list(phases)[-1] == "export"
+    trainer_seconds = next(step.seconds for step in report.steps if step.name == "Trainer")
+    assert 0 < sum(phases.values()) <= trainer_seconds
 
 
 def test_from_scratch_comparison_is_lineage_in_mlmd(runs: dict) -> None:

@@ -20,6 +20,7 @@ SUMMARY = TrainingSummary(
     fine_tuned_validation_accuracy=0.7,
     kept_stage=2,
     validation_confusion_matrix=[[3, 1], [0, 4]],
+    phase_seconds={"stage 1": 12.34, "stage 2": 8.0, "export": 3.06},
 )
 
 
@@ -52,4 +53,5 @@ def test_reports_are_written_with_the_logged_numbers(tmp_path: object) -> None:
     assert "| 3 | 2 | 0.5000 | 0.8000 | 0.6000 | 0.7000 |" in markdown
     assert "head-only (stage 1) validation accuracy: 0.6500" in markdown and "kept: stage 2" in markdown
     assert "examples: train 20, validation 8" in markdown
+    assert "time: stage 1 12.3 s, stage 2 8.0 s, export 3.1 s" in markdown
     assert reports.read_summary(str(tmp_path / "nothing")) is None

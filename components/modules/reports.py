@@ -79,6 +79,11 @@ def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def phase_line(phase_seconds: dict[str, float]) -> str:
+    """``stage 1 12.3 s, stage 2 8.0 s, ...`` (the Trainer's phases, in order)."""
+    return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phase_seconds.items())
+
+
 def markdown_summary(summary: TrainingSummary) -> str:
     """A short human-readable training summary, with train vs validation accuracy per epoch."""
     lines = ["# Training summary", ""]
@@ -88,6 +93,8 @@ def markdown_summary(summary: TrainingSummary) -> str:
     if summary.fine_tuned_validation_accuracy is not None:
         lines.append(f"- fine-tuned (stage 2) validation accuracy: {summary.fine_tuned_validation_accuracy:.4f}")
     lines.append(f"- kept: stage {summary.kept_stage}")
+    if summary.phase_seconds:
+        lines.append(f"- time: {phase_line(summary.phase_seconds)}")
     lines += [
         "",
         "A train accuracy far below validation accuracy means strong regularisation (augmentation, dropout);",

@@ -291,6 +291,9 @@ class TrainingSummary(BaseModel):
     xla: bool = False
     trainable_params: int = 0
     validation_confusion_matrix: list[list[int]] = []
+    phase_seconds: dict[str, float] = Field(
+        default_factory=dict, description="Wall seconds of each Trainer phase, in the order they ran."
+    )
 
     def epochs(self) -> list[EpochRow]:
         """Both stages epoch by epoch (the one place that joins them)."""

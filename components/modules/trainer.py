@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
+from tensorflow_transform.saved import saved_transform_io_v2
 from tensorflow_transform.tf_metadata import schema_utils
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
@@ -214,6 +215,22 @@ def _joined(first: StageHistory | None, more: StageHistory) -> StageHistory:
     return StageHistory(**{key: getattr(first, key) + getattr(more, key) for key in StageHistory.model_fields})
 
 
+class PhaseClock:
+    """Wall seconds per named phase, in the order the phases ran (``TrainingSummary.phase_seconds``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Times the ``with`` body as ``name`` (added to an earlier phase of the same name)."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.monotonic() - started, 2)
+
+
 @dataclasses.dataclass
 class StagesResult:
     """What :func:`train_two_stages` did (the classifier holds the kept stage's weights)."""
@@ -250,6 +267,7 @@ def train_two_stages(
     validation: tf.data.Dataset,
     settings: TrainerSettings,
     log_dir: str,
+    clock: PhaseClock | None = None,
 ) -> StagesResult:
     """Stage 1 (head), stage 2 (fine-tuning schedule); keeps the better stage on validation.
 
@@ -259,6 +277,7 @@ def train_two_stages(
       validation: Validation batches (early stopping and the choice of stage).
       settings: The trainer settings.
       log_dir: TensorBoard log folder.
+      clock: Times the stages and the validation passes that choose between them.
 
     Returns:
       Histories, validation accuracy per stage, the stage kept and the stage 2 plan.
@@ -268,14 +287,15 @@ def train_two_stages(
         logging.info("weights=none: the whole network trains from scratch; stage 2 is skipped.")
     else:
         model_lib.freeze_backbone(classifier)
+    clock = clock or PhaseClock()
     fitted, train = _training_inputs(classifier, train, settings)
     model_lib.compile_model(fitted, settings.stage1_learning_rate, jit_compile=settings.xla)
     first = settings.stage1_epochs
-    result = StagesResult(
-        stage1=fit_stage(fitted, train, validation, (0, first), log_dir, patience, last_epoch=first),
-        head_only_validation_accuracy=validation_accuracy(fitted, validation),
-        xla=bool(fitted.jit_compile),
-    )
+    with clock.phase("stage 1"):
+        stage1 = fit_stage(fitted, train, validation, (0, first), log_dir, patience, last_epoch=first)
+    with clock.phase("choosing the stage (validation)"):
+        head_only = validation_accuracy(fitted, validation)
+    result = StagesResult(stage1=stage1, head_only_validation_accuracy=head_only, xla=bool(fitted.jit_compile))
     logging.info("Stage 1 (head only): validation accuracy %.4f", result.head_only_validation_accuracy)
     if settings.from_scratch or settings.stage2_epochs == 0:
         return result
@@ -295,19 +315,21 @@ def train_two_stages(
             model_lib.layer_name(backbone, first_index),
         )
         model_lib.compile_model(fitted, settings.stage2_learning_rate, jit_compile=settings.xla)
-        more = fit_stage(
-            fitted,
-            train,
-            validation,
-            (epoch, epoch + epochs),
-            log_dir,
-            patience,
-            stage=2,
-            last_epoch=first + settings.stage2_epochs,
-        )
+        with clock.phase("stage 2"):
+            more = fit_stage(
+                fitted,
+                train,
+                validation,
+                (epoch, epoch + epochs),
+                log_dir,
+                patience,
+                stage=2,
+                last_epoch=first + settings.stage2_epochs,
+            )
         result.stage2 = _joined(result.stage2, more)
         epoch += epochs
-    result.fine_tuned_validation_accuracy = validation_accuracy(fitted, validation)
+    with clock.phase("choosing the stage (validation)"):
+        result.fine_tuned_validation_accuracy = validation_accuracy(fitted, validation)
     logging.info("Stage 2 (fine-tuned): validation accuracy %.4f", result.fine_tuned_validation_accuracy)
     if result.fine_tuned_validation_accuracy < result.head_only_validation_accuracy:
         logging.warning(
@@ -321,18 +343,37 @@ def train_two_stages(
     return result
 
 
-def pixel_signature(classifier: keras.Model, image_size: int) -> Any:
+def classify_pixels(classifier: keras.Model, image_size: int) -> Any:
+    """The classifier traced once, as a concrete function of float32 pixels in [0, 255].
+
+    Every signature calls this one function, so Keras traces the model once per export
+    instead of once per signature (benchmarks/README.md, "Model export").
+    """
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=features.PIXELS_INPUT)],
+        autograph=False,
+    )
+    def classify(pixels: tf.Tensor) -> tf.Tensor:
+        return classifier(pixels, training=False)
+
+    return classify.get_concrete_function()
+
+
+def pixel_signature(classify: Any, image_size: int) -> Any:
     """``serve_pixels``: float32 pixels [batch, size, size, 3] in [0, 255] -> ``probabilities``.
 
     No decode or TFT ops, so TFLite can convert it; ``features.model_pixels``
     makes its input from image bytes exactly as the serving signatures do.
+    ``classify`` is the traced classifier (`classify_pixels`).
     """
 
     @tf.function(
-        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=features.PIXELS_INPUT)]
+        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=features.PIXELS_INPUT)],
+        autograph=False,
     )
     def serve_pixels(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {features.PROBABILITIES_OUTPUT: classifier(pixels, training=False)}
+        return {features.PROBABILITIES_OUTPUT: classify(pixels)}
 
     return serve_pixels.get_concrete_function()
 
@@ -350,10 +391,11 @@ def _serving_signatures(
     k = min(top_k, len(class_names))
     raw_spec = tf_transform_output.raw_feature_spec()
     image_spec = {features.IMAGE_KEY: raw_spec[features.IMAGE_KEY]}
+    classify = classify_pixels(classifier, image_size)
 
     def predict(raw_features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         transformed = tft_layer(raw_features)
-        probabilities = classifier(features.decode_transformed(transformed[IMAGE_XF], image_size), training=False)
+        probabilities = classify(features.decode_transformed(transformed[IMAGE_XF], image_size))
         scores, class_ids = tf.math.top_k(probabilities, k=k)
         return {
             "classes": tf.gather(names, class_ids),
@@ -362,15 +404,15 @@ def _serving_signatures(
             "probabilities": probabilities,
         }
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")], autograph=False)
     def serve_images(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         return predict({features.IMAGE_KEY: tf.reshape(image_bytes, [-1, 1])})
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")], autograph=False)
     def serve_examples(examples: tf.Tensor) -> dict[str, tf.Tensor]:
         return predict(tf.io.parse_example(examples, image_spec))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")], autograph=False)
     def transform_features(examples: tf.Tensor) -> dict[str, tf.Tensor]:
         parsed = tf.io.parse_example(examples, raw_spec)
         return {LABEL_XF: tft_layer(parsed)[LABEL_XF]}
@@ -379,8 +421,28 @@ def _serving_signatures(
         "serving_default": serve_images.get_concrete_function(),
         "serving_examples": serve_examples.get_concrete_function(),
         "transform_features": transform_features.get_concrete_function(),
-        features.PIXELS_SIGNATURE: pixel_signature(classifier, image_size),
+        features.PIXELS_SIGNATURE: pixel_signature(classify, image_size),
     }
+
+
+class TransformGraph(tf.Module):
+    """The Transform graph as the serving signatures call it, saved without a Keras trace.
+
+    ``tft_output.transform_features_layer()`` is a tf_keras Model; saving one makes
+    tf_keras trace its call again through AutoGraph for a default signature we never
+    use (about 6 s of the export). This module applies the same loader the layer
+    calls and tracks the same loaded graph (its vocabulary assets and tables), which
+    is all the signatures capture.
+    """
+
+    def __init__(self, tft_output: tft.TFTransformOutput) -> None:
+        super().__init__()
+        self._loader = saved_transform_io_v2.SavedModelLoader(tft_output.transform_savedmodel_dir)
+        self.transform_graph = self._loader._imported  # noqa: SLF001 (what TransformFeaturesLayer tracks)
+
+    def __call__(self, raw_features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Transformed features for ``raw_features`` (missing raw features are pruned, as in the layer)."""
+        return self._loader.apply_transform_model(raw_features)
 
 
 def export_serving_model(
@@ -390,7 +452,7 @@ def export_serving_model(
     settings: TrainerSettings,
     path: str,
 ) -> None:
-    """Saves the serving SavedModel: the signatures, the classifier's weights and the TFT layer.
+    """Saves the serving SavedModel: the signatures, the classifier's weights and the TFT graph.
 
     The root is a plain ``tf.Module`` holding what the signatures capture, not the Keras
     model: saving the Keras object makes TensorFlow walk and trace its layers too, which
@@ -398,10 +460,12 @@ def export_serving_model(
     Everything that loads the model (TF Serving, TFMA, ``predict``) uses the signatures.
     """
     root = tf.Module()
-    root.tft_layer = tf_transform_output.transform_features_layer()
-    root.model_variables = list(classifier.variables)
+    root.transform = TransformGraph(tf_transform_output)
+    # The tf.Variables under the Keras variables: the signatures capture these, and
+    # saving them directly skips Keras's per-variable export hook (0.7 s of the save).
+    root.model_variables = [variable.value for variable in classifier.variables]
     signatures = _serving_signatures(
-        classifier, root.tft_layer, tf_transform_output, class_names, settings.image_size, settings.top_k
+        classifier, root.transform, tf_transform_output, class_names, settings.image_size, settings.top_k
     )
     tf.saved_model.save(root, path, signatures=signatures)
 
@@ -463,12 +527,14 @@ def _train(
     settings: TrainerSettings,
     class_names: list[str],
     tf_transform_output: tft.TFTransformOutput,
+    clock: PhaseClock,
 ) -> tuple[keras.Model, TrainingSummary]:
     """Builds and trains the classifier on ``train``, selecting on ``validation``."""
-    train, train_count = split_dataset(fn_args, tf_transform_output, fn_args.train_files, settings, train=True)
-    validation, validation_count = split_dataset(
-        fn_args, tf_transform_output, fn_args.eval_files, settings, train=False
-    )
+    with clock.phase("counting the splits"):
+        train, train_count = split_dataset(fn_args, tf_transform_output, fn_args.train_files, settings, train=True)
+        validation, validation_count = split_dataset(
+            fn_args, tf_transform_output, fn_args.eval_files, settings, train=False
+        )
     logging.info(
         "Training on %d classes %s: %d train images (%d batches of %d), %d validation images",
         len(class_names),
@@ -481,14 +547,17 @@ def _train(
     weights = _backbone_weights(settings, fn_args.base_model)
     log_dir = os.path.join(fn_args.model_run_dir, "logs")
     with _precision(settings.mixed_precision), _strategy(settings.distribution).scope():
-        classifier = _classifier(settings, weights, len(class_names))
-        result = train_two_stages(classifier, train, validation, settings, log_dir)
+        with clock.phase("building the model"):
+            classifier = _classifier(settings, weights, len(class_names))
+        result = train_two_stages(classifier, train, validation, settings, log_dir, clock)
+    with clock.phase("validation confusion matrix"):
+        matrix = _confusion_matrix(classifier, validation, len(class_names))
     summary = TrainingSummary(
         class_names=class_names,
         settings=settings,
         split_sizes={splits.TRAIN: train_count, splits.VALIDATION: validation_count},
         trainable_params=int(np.sum([np.prod(w.shape) for w in classifier.trainable_weights])),
-        validation_confusion_matrix=_confusion_matrix(classifier, validation, len(class_names)).tolist(),
+        validation_confusion_matrix=matrix.tolist(),
         **dataclasses.asdict(result),
     )
     return classifier, summary
@@ -535,10 +604,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     keras.utils.set_random_seed(settings.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     class_names = [name.decode("utf-8") for name in tf_transform_output.vocabulary_by_name(features.LABEL_VOCAB_NAME)]
-    classifier, summary = _train(fn_args, settings, class_names, tf_transform_output)
+    clock = PhaseClock()
+    classifier, summary = _train(fn_args, settings, class_names, tf_transform_output, clock)
+    with clock.phase("export"):
+        model_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
+        model_lib.save_backbone_weights(classifier, model_dir)
+        export_serving_model(classifier, tf_transform_output, class_names, settings, fn_args.serving_model_dir)
+        _write_warmup_requests(fn_args, tf_transform_output)
+    logging.info("Exported the serving model to %s (export %.1f s)", fn_args.serving_model_dir, clock.seconds["export"])
+    summary.phase_seconds = clock.seconds
     reports.write_reports(summary, fn_args.model_run_dir)
-    model_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
-    model_lib.save_backbone_weights(classifier, model_dir)
-    export_serving_model(classifier, tf_transform_output, class_names, settings, fn_args.serving_model_dir)
-    _write_warmup_requests(fn_args, tf_transform_output)
-    logging.info("Exported the serving model to %s", fn_args.serving_model_dir)
+    _file_log.info("Trainer time: %s", reports.phase_line(clock.seconds))
