@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline_run.py
 	$(BIN)/python benchmarks/vs_notebook.py --dataset demo --stage1-epochs 6 --stage2-epochs 6 --stage2-learning-rate 3e-4 --fine-tune-layers 1000
 	$(BIN)/python benchmarks/vs_notebook.py --dataset digits
+	$(BIN)/python benchmarks/vs_notebook.py --dataset shapes:6667 --out benchmarks/results/vs_notebook_20k.json
 
 compile: $(STAMP)
 	$(BIN)/image-pipeline compile --config kubeflow/config.yaml --image $(IMAGE) --output kubeflow/pipeline.yaml

@@ -11,7 +11,8 @@ trains or validates on. Each runs in a fresh process (imports count, as for a us
 
 Data sets: ``demo`` (the embedded shapes, generated) and ``digits`` (scikit-learn's
 copy of the UCI handwritten digits, 1,797 8x8 images, upscaled to the image size:
-real data this project did not generate). Or a folder path of your own.
+real data this project did not generate), ``shapes:N`` (the demo's generated shapes, N per
+class: ``shapes:6667`` is the 20k-image run). Or a folder path of your own.
 
     python benchmarks/vs_notebook.py --dataset digits [--stage1-epochs 3 --stage2-epochs 2]
 
@@ -59,6 +60,8 @@ def _dataset(name: str, work: str, image_size: int) -> str:
     root = os.path.join(work, "data")
     if name == "demo":
         demo_data.generate(root, demo_data.TARGET_CLASSES, demo.TARGET_PER_CLASS, image_size, seed=1)
+    elif name.startswith("shapes:"):
+        demo_data.generate(root, demo_data.TARGET_CLASSES, int(name.removeprefix("shapes:")), image_size, seed=1)
     elif name == "digits":
         _digits_folder(root, image_size)
     else:
@@ -195,7 +198,11 @@ def _print_phases(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="demo", help="demo, digits, or a folder with one sub-folder per class")
+    parser.add_argument(
+        "--dataset",
+        default="demo",
+        help="demo, digits, shapes:N (N generated images per class), or a folder with one sub-folder per class",
+    )
     parser.add_argument("--image-size", type=int, default=demo.IMAGE_SIZE)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--stage1-epochs", type=int, default=3)
@@ -280,7 +287,7 @@ def main() -> None:
     diff = results["pipeline"]["test_accuracy"] - results["notebook"]["test_accuracy"]
     print(f"pipeline - notebook test accuracy: {diff:+.3f}")
     _results.write(
-        args.out or _results.default_path(f"vs_notebook_{os.path.basename(args.dataset.rstrip('/'))}"),
+        args.out or _results.default_path(f"vs_notebook_{os.path.basename(args.dataset.rstrip('/')).replace(':', '')}"),
         {
             "dataset": args.dataset,
             "test_images": test_images,

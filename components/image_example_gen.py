@@ -20,6 +20,7 @@ from typing import Any
 
 import apache_beam as beam
 import tensorflow as tf
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from google.protobuf import json_format, struct_pb2
 from tfx import v1 as tfx
 from tfx.components import FileBasedExampleGen
@@ -134,6 +135,21 @@ def beam_pipeline_args(beam_args: Sequence[str]) -> list[str]:
     return args
 
 
+def spreads_over_workers(options: PipelineOptions) -> bool:
+    """Whether a Beam job with these options runs on more than one worker.
+
+    Only then is the file list worth reshuffling before the reads (so that a remote
+    runner spreads files over its workers); one in-process worker gains nothing from
+    it and pays for a pickled group-by over every file (measured in
+    benchmarks/README.md, "Issue #15 goals").
+    """
+    runner = options.view_as(StandardOptions).runner
+    runner_name = runner if isinstance(runner, str) or runner is None else type(runner).__name__
+    if runner_name not in (None, *_LOCAL_RUNNERS):
+        return True
+    return options.view_as(DirectOptions).direct_num_workers != 1  # 0: one per core
+
+
 def limits_from_exec_properties(exec_properties: dict[str, Any]) -> image_files.IngestLimits:
     """Reads the ingest limits packed into the ExampleGen's custom_config."""
     raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
@@ -186,7 +202,7 @@ class ImageFolderExecutor(BaseExampleGenExecutor):
         items = [(index, item, assignment.split_of.get(item.relative_path, "")) for index, item in enumerate(found)]
         results = (
             pipeline
-            | "ListFiles" >> beam.Create(items, reshuffle=True)
+            | "ListFiles" >> beam.Create(items, reshuffle=spreads_over_workers(pipeline.options))
             | "ReadAndCheck"
             >> beam.FlatMap(ingest_file, limits_from_exec_properties(exec_properties), len(found)).with_outputs(
                 "status", _REJECTED, main="examples"

@@ -6,7 +6,9 @@ import collections
 import json
 import os
 
+import pytest
 import tensorflow as tf
+from apache_beam.options.pipeline_options import PipelineOptions
 from tfx.types import standard_artifacts
 
 from components import image_example_gen, image_files, splits
@@ -107,3 +109,36 @@ def test_split_is_deterministic_and_a_small_class_is_reported(tmp_path: object) 
         "class 'green' has no validation images (1 ingested)",
         "class 'green' has no test images (1 ingested)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("beam_args", "spreads"),
+    [
+        ([], False),
+        (["--runner=FnApiRunner"], False),
+        (["--runner=DirectRunner", "--direct_num_workers=1"], False),
+        (["--runner=FnApiRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"], True),
+        (["--direct_num_workers=0"], True),  # one worker per core
+        (["--runner=DataflowRunner"], True),
+    ],
+)
+def test_the_file_list_is_reshuffled_only_for_several_workers(beam_args: list[str], spreads: bool) -> None:
+    assert image_example_gen.spreads_over_workers(PipelineOptions(beam_args)) is spreads
+
+
+def test_several_workers_ingest_every_file_once(tmp_path: object) -> None:
+    root = str(tmp_path / "data")
+    _make_folder(root)
+    one = _run_executor(root, str(tmp_path / "one"))
+    threads = image_example_gen.run_executor(
+        root,
+        str(tmp_path / "threads"),
+        splits.SplitPercents(validation=15, test=15),
+        image_files.IngestLimits(min_side=8),
+        beam_args=["--direct_running_mode=multi_threading", "--direct_num_workers=2"],
+    )
+    for split in splits.SPLIT_NAMES:
+        paths = [_value(example, features.PATH_KEY) for example in _read_split(threads.uri, split)]
+        assert len(paths) == len(set(paths))
+        assert sorted(paths) == sorted(_value(example, features.PATH_KEY) for example in _read_split(one.uri, split))
+    assert threads.get_int_custom_property("ingested") == one.get_int_custom_property("ingested") == 12

@@ -48,8 +48,9 @@ def _classifier() -> keras.Model:
 
 
 def _patch_eval(monkeypatch: pytest.MonkeyPatch, accuracies: list[float]) -> None:
-    values = iter(accuracies)
-    monkeypatch.setattr(trainer, "validation_accuracy", lambda *_: next(values))
+    """Each validation pass reports the next accuracy, with a matrix that tells the passes apart."""
+    checks = iter(trainer.ValidationCheck(value, np.full((3, 3), index)) for index, value in enumerate(accuracies))
+    monkeypatch.setattr(trainer, "validation_check", lambda *_: next(checks))
 
 
 def test_worse_fine_tuning_restores_stage1_weights(
@@ -71,6 +72,7 @@ def test_worse_fine_tuning_restores_stage1_weights(
         )
     assert summary.kept_stage == 1
     assert (summary.head_only_validation_accuracy, summary.fine_tuned_validation_accuracy) == (0.9, 0.5)
+    assert summary.validation_confusion_matrix == np.full((3, 3), 0).tolist()  # the kept stage's pass
     assert "keeping the stage 1 (head-only) model" in caplog.text
     assert all(np.array_equal(a, np.array(b)) for a, b in zip(captured["stage1"], classifier.weights, strict=True))
     assert len(summary.stage1.accuracy) == 1 and len(summary.stage2.val_accuracy) == 1
@@ -83,6 +85,7 @@ def test_better_fine_tuning_is_kept_and_trains_top_layers(monkeypatch: pytest.Mo
     _patch_eval(monkeypatch, [0.5, 0.7])
     summary = trainer.train_two_stages(classifier, _data(), _data(), _config(stage2_epochs=2), str(tmp_path))
     assert summary.kept_stage == 2
+    assert summary.validation_confusion_matrix == np.full((3, 3), 1).tolist()  # the kept stage's pass
     assert summary.stage2_trainable_layers and all(
         not isinstance(backbone.get_layer(name), keras.layers.BatchNormalization)
         for name in summary.stage2_trainable_layers
@@ -90,6 +93,17 @@ def test_better_fine_tuning_is_kept_and_trains_top_layers(monkeypatch: pytest.Mo
     assert len(summary.stage2.loss) == 2
     # Layers below the top N never changed.
     assert all(np.array_equal(a, np.array(b)) for a, b in zip(frozen_before, backbone.layers[1].weights, strict=True))
+
+
+def test_validation_check_matches_keras_evaluate_and_counts_every_image() -> None:
+    classifier = _classifier()
+    model_lib.compile_model(classifier, 1e-3)
+    classifier.fit(_data(), epochs=2, verbose=0)
+    check = trainer.validation_check(classifier, _data())
+    assert check.confusion_matrix.shape == (3, 3) and check.confusion_matrix.sum() == 12
+    assert check.confusion_matrix.sum(axis=1).tolist() == [4, 4, 4]  # rows are the true classes
+    expected = classifier.evaluate(_data(), verbose=0, return_dict=True)["accuracy"]
+    assert check.accuracy == pytest.approx(expected)
 
 
 def test_from_scratch_trains_everything_in_one_stage(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:

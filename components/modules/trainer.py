@@ -40,6 +40,8 @@ BACKBONE_WEIGHTS = model_lib.BACKBONE_WEIGHTS
 WARMUP_IMAGES = 3
 COUNT_BATCH = 1024
 STATUS_LOGGER = log_names.STATUS_LOGGER
+# The Trainer phase (``TrainingSummary.phase_seconds``) of the passes over validation after each stage.
+VALIDATION_PHASE = "validation after each stage"
 # Details of the run that belong in its log file, not on the console.
 _file_log = logging.getLogger(f"{log_names.FILE_ONLY_PREFIX}.trainer")
 
@@ -204,9 +206,33 @@ def fit_stage(
     return StageHistory(**{key: [float(value) for value in values] for key, values in history.history.items()})
 
 
-def validation_accuracy(classifier: keras.Model, validation: tf.data.Dataset) -> float:
-    """Accuracy of the classifier's current weights on the validation split."""
-    return float(classifier.evaluate(validation, verbose=0, return_dict=True)["accuracy"])
+@dataclasses.dataclass
+class ValidationCheck:
+    """The classifier's current weights on the validation split: accuracy and confusion matrix."""
+
+    accuracy: float
+    confusion_matrix: np.ndarray
+
+
+def validation_check(classifier: keras.Model, validation: tf.data.Dataset) -> ValidationCheck:
+    """One compiled pass over validation: the accuracy that picks the stage and the kept stage's matrix.
+
+    Rows of the matrix are true classes, columns predictions; its trace over its sum
+    is the accuracy (the same number as Keras's ``evaluate``).
+    """
+
+    @tf.function(reduce_retracing=True)
+    def predicted(images: tf.Tensor) -> tf.Tensor:
+        return tf.argmax(classifier(images, training=False), axis=-1)
+
+    labels, predictions = [], []
+    for images, batch_labels in validation:
+        labels.append(batch_labels.numpy())
+        predictions.append(predicted(images).numpy())
+    matrix = reports.confusion_matrix(
+        np.concatenate(labels), np.concatenate(predictions), int(classifier.outputs[0].shape[-1])
+    )
+    return ValidationCheck(accuracy=float(np.trace(matrix) / max(matrix.sum(), 1)), confusion_matrix=matrix)
 
 
 def _joined(first: StageHistory | None, more: StageHistory) -> StageHistory:
@@ -243,6 +269,7 @@ class StagesResult:
     stage2_trainable_layers: list[str] = dataclasses.field(default_factory=list)
     fine_tuned_validation_accuracy: float | None = None
     kept_stage: int = 1
+    validation_confusion_matrix: list[list[int]] = dataclasses.field(default_factory=list)
 
 
 def _training_inputs(
@@ -293,9 +320,14 @@ def train_two_stages(
     first = settings.stage1_epochs
     with clock.phase("stage 1"):
         stage1 = fit_stage(fitted, train, validation, (0, first), log_dir, patience, last_epoch=first)
-    with clock.phase("choosing the stage (validation)"):
-        head_only = validation_accuracy(fitted, validation)
-    result = StagesResult(stage1=stage1, head_only_validation_accuracy=head_only, xla=bool(fitted.jit_compile))
+    with clock.phase(VALIDATION_PHASE):
+        head_only = validation_check(fitted, validation)
+    result = StagesResult(
+        stage1=stage1,
+        head_only_validation_accuracy=head_only.accuracy,
+        xla=bool(fitted.jit_compile),
+        validation_confusion_matrix=head_only.confusion_matrix.tolist(),
+    )
     logging.info("Stage 1 (head only): validation accuracy %.4f", result.head_only_validation_accuracy)
     if settings.from_scratch or settings.stage2_epochs == 0:
         return result
@@ -328,8 +360,9 @@ def train_two_stages(
             )
         result.stage2 = _joined(result.stage2, more)
         epoch += epochs
-    with clock.phase("choosing the stage (validation)"):
-        result.fine_tuned_validation_accuracy = validation_accuracy(fitted, validation)
+    with clock.phase(VALIDATION_PHASE):
+        fine_tuned = validation_check(fitted, validation)
+    result.fine_tuned_validation_accuracy = fine_tuned.accuracy
     logging.info("Stage 2 (fine-tuned): validation accuracy %.4f", result.fine_tuned_validation_accuracy)
     if result.fine_tuned_validation_accuracy < result.head_only_validation_accuracy:
         logging.warning(
@@ -340,6 +373,7 @@ def train_two_stages(
         classifier.set_weights(stage1_weights)
     else:
         result.kept_stage = 2
+        result.validation_confusion_matrix = fine_tuned.confusion_matrix.tolist()
     return result
 
 
@@ -514,14 +548,6 @@ def _classifier(settings: TrainerSettings, weights: str, num_classes: int) -> ke
     )
 
 
-def _confusion_matrix(classifier: keras.Model, validation: tf.data.Dataset, num_classes: int) -> np.ndarray:
-    labels, predictions = [], []
-    for images, batch_labels in validation:
-        labels.append(batch_labels.numpy())
-        predictions.append(np.argmax(classifier(images, training=False), axis=1))
-    return reports.confusion_matrix(np.concatenate(labels), np.concatenate(predictions), num_classes)
-
-
 def _train(
     fn_args: tfx.components.FnArgs,
     settings: TrainerSettings,
@@ -550,14 +576,11 @@ def _train(
         with clock.phase("building the model"):
             classifier = _classifier(settings, weights, len(class_names))
         result = train_two_stages(classifier, train, validation, settings, log_dir, clock)
-    with clock.phase("validation confusion matrix"):
-        matrix = _confusion_matrix(classifier, validation, len(class_names))
     summary = TrainingSummary(
         class_names=class_names,
         settings=settings,
         split_sizes={splits.TRAIN: train_count, splits.VALIDATION: validation_count},
         trainable_params=int(np.sum([np.prod(w.shape) for w in classifier.trainable_weights])),
-        validation_confusion_matrix=matrix.tolist(),
         **dataclasses.asdict(result),
     )
     return classifier, summary
