@@ -5,7 +5,9 @@ TFRecords of tf.Examples three ways, on the same files, in one run:
 
   baseline     a Python loop: list, read, check with Pillow, write (one process)
   beam         the ExampleGen executor on Beam's in-process FnApiRunner
-  beam-mp      the same with --direct_running_mode=multi_processing (one worker per core)
+  beam-mp      the same with --direct_running_mode=multi_processing, 1 worker and one per core;
+               the two fit ``fixed + work / workers``, which says from how many cores
+               multi-processing would beat the in-process runner and the loop (a projection)
 
 Prints images/s and the ratio to the baseline, checks that every variant wrote
 the same number of examples, and writes JSON.
@@ -17,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 
 import _results  # benchmarks/_results.py (scripts run with benchmarks/ on sys.path)
 import tensorflow as tf
@@ -51,6 +55,38 @@ def example_gen(root: str, out_dir: str, beam_args: list[str]) -> int:
     return image_example_gen.run_executor(root, out_dir, beam_args=beam_args).get_int_custom_property("ingested")
 
 
+def _multi_processing(root: str, workers: int) -> Callable[[str], int]:
+    args = ["--runner=FnApiRunner", "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+    return lambda out: example_gen(root, out, args)
+
+
+def projection(rows: list[dict]) -> dict | None:
+    """Multi-processing time as ``fixed + work / workers``, fitted to the 1- and N-worker rows.
+
+    Returns the fit and the worker count from which it would beat the in-process
+    runner and the plain loop (None where it never does), or None with one core.
+    """
+    timed = {
+        int(row["variant"].rsplit("x", 1)[1]): row["seconds"] for row in rows if "multi_processing" in row["variant"]
+    }
+    if len(timed) < 2:
+        return None
+    (one, t_one), (many, t_many) = sorted(timed.items())[:1] + sorted(timed.items())[-1:]
+    work = (t_one - t_many) / (1 - 1 / many)
+    fixed = t_one - work
+    if work <= 0:
+        return {"fixed_s": round(fixed, 2), "work_s": round(work, 2), "beats": {}}
+
+    def crossover(seconds: float) -> int | None:
+        return math.floor(work / (seconds - fixed)) + 1 if seconds > fixed else None
+
+    return {
+        "fixed_s": round(fixed, 2),
+        "work_s": round(work, 2),
+        "beats": {row["variant"]: crossover(row["seconds"]) for row in rows[:2]},
+    }
+
+
 def main() -> None:
     """Runs the benchmark, prints the table and writes JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -70,12 +106,9 @@ def main() -> None:
         variants = {
             "baseline (1 process loop)": lambda out: baseline(root, out),
             "ExampleGen, Beam FnApiRunner": lambda out: example_gen(root, out, ["--runner=FnApiRunner"]),
-            f"ExampleGen, Beam multi_processing x{workers}": lambda out: example_gen(
-                root,
-                out,
-                ["--runner=FnApiRunner", "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"],
-            ),
         }
+        for count_workers in sorted({1, workers}):
+            variants[f"ExampleGen, Beam multi_processing x{count_workers}"] = _multi_processing(root, count_workers)
         rows = []
         for name, run in variants.items():
             started = time.perf_counter()
@@ -99,14 +132,16 @@ def main() -> None:
             print(
                 f"{row['variant']:<40} {row['examples']:>8} {row['seconds']:>8.1f} {row['images_per_s']:>9.1f} {row['ratio_vs_baseline']:>12.2f}"
             )
-        _results.write(
-            args.out,
-            {
-                "images": count,
-                "size": args.size,
-                "rows": rows,
-            },
-        )
+        fit = projection(rows)
+        if fit:
+            print(
+                f"\nmulti_processing ~ {fit['fixed_s']:.1f} s fixed (worker start-up) + {fit['work_s']:.1f} s / workers "
+                "(fitted to the measured 1 and N workers; a projection, not a measurement beyond N)"
+            )
+            for name, workers_needed in fit["beats"].items():
+                verdict = f"from {workers_needed} workers" if workers_needed else "never (fixed cost alone is slower)"
+                print(f"  beats {name}: {verdict}")
+        _results.write(args.out, {"images": count, "size": args.size, "rows": rows, "projection": fit})
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -23,11 +23,12 @@ from typing import Any
 
 import tensorflow as tf
 from pydantic import BaseModel, ConfigDict
-from tfx import v1 as tfx
+from tfx.components import Pusher
 from tfx.components.pusher import executor as tfx_pusher_executor
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, channel_utils, component_spec, standard_artifacts, standard_component_specs
+from tfx.types.channel import Channel
 from tfx.utils import io_utils, json_utils, proto_utils
 
 from components import serving_dir, tflite
@@ -181,7 +182,7 @@ class AtomicPusherSpec(component_spec.ComponentSpec):
     OUTPUTS = dict(standard_component_specs.PusherSpec.OUTPUTS)
 
 
-class AtomicPusher(tfx.components.Pusher):
+class AtomicPusher(Pusher):
     """TFX's Pusher with the atomic executor and the gate's evaluation as an extra input.
 
     It stays a ``tfx.components.Pusher`` (``pipeline/uncached_nodes.py`` finds Pushers by type).
@@ -192,9 +193,9 @@ class AtomicPusher(tfx.components.Pusher):
 
     def __init__(  # noqa: D107 (documented by create_pusher)
         self,
-        model: tfx.dsl.Channel,
-        model_blessing: tfx.dsl.Channel,
-        evaluation: tfx.dsl.Channel | None,
+        model: Channel,
+        model_blessing: Channel,
+        evaluation: Channel | None,
         base_directory: str,
         settings: PusherSettings,
     ) -> None:
@@ -202,8 +203,8 @@ class AtomicPusher(tfx.components.Pusher):
             model=model,
             model_blessing=model_blessing,
             evaluation=evaluation,
-            push_destination=tfx.proto.PushDestination(
-                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=base_directory)
+            push_destination=pusher_pb2.PushDestination(
+                filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base_directory)
             ),
             custom_config=json_utils.dumps(settings.model_dump()),
             pushed_model=channel_utils.as_channel([standard_artifacts.PushedModel()]),
@@ -212,12 +213,12 @@ class AtomicPusher(tfx.components.Pusher):
 
 
 def create_pusher(
-    model: tfx.dsl.Channel,
-    model_blessing: tfx.dsl.Channel,
+    model: Channel,
+    model_blessing: Channel,
     base_directory: str,
     settings: PusherSettings,
-    evaluation: tfx.dsl.Channel | None = None,
-) -> tfx.components.Pusher:
+    evaluation: Channel | None = None,
+) -> Pusher:
     """The ``Pusher`` node: pushes blessed models atomically, recording ``evaluation``'s test accuracy.
 
     Args:

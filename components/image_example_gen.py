@@ -22,11 +22,10 @@ import apache_beam as beam
 import tensorflow as tf
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from google.protobuf import json_format, struct_pb2
-from tfx import v1 as tfx
 from tfx.components import FileBasedExampleGen
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.dsl.components.base import executor_spec
-from tfx.proto import example_gen_pb2
+from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
@@ -313,11 +312,13 @@ def ingest_custom_config(limits: image_files.IngestLimits) -> example_gen_pb2.Cu
     return custom
 
 
-def span_range_config(span: int | None) -> tfx.proto.RangeConfig | None:
+def span_range_config(span: int | None) -> range_config_pb2.RangeConfig | None:
     """Pins one span (``None``: TFX picks the latest span)."""
     if span is None:
         return None
-    return tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(start_span_number=span, end_span_number=span))
+    return range_config_pb2.RangeConfig(
+        static_range=range_config_pb2.StaticRange(start_span_number=span, end_span_number=span)
+    )
 
 
 def create_example_gen(
@@ -334,17 +335,18 @@ def create_example_gen(
     ``input_pattern`` the driver reads the latest span, or ``span`` when given,
     and records it on the Examples artifact.
     """
-    output_config = tfx.proto.Output(
-        split_config=tfx.proto.SplitConfig(
+    output_config = example_gen_pb2.Output(
+        split_config=example_gen_pb2.SplitConfig(
             splits=[
-                tfx.proto.SplitConfig.Split(name=name, hash_buckets=share) for name, share in percents.as_dict().items()
+                example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=share)
+                for name, share in percents.as_dict().items()
             ],
             partition_feature_name=features.PATH_KEY,
         )
     )
     return FileBasedExampleGen(
         input_base=data_root,
-        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="images", pattern=input_pattern)]),
+        input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="images", pattern=input_pattern)]),
         output_config=output_config,
         custom_config=ingest_custom_config(limits),
         range_config=span_range_config(span),

@@ -7,9 +7,11 @@ import os
 from collections.abc import Callable
 
 import tensorflow as tf
-from tfx import v1 as tfx
 from tfx.components.example_gen import utils as example_gen_utils
+from tfx.orchestration import metadata
 from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+from tfx.proto import example_gen_pb2
 
 from components import image_example_gen, image_files, splits
 from components.modules import model as model_lib
@@ -79,7 +81,7 @@ def preflight(config: PipelineConfig) -> splits.Assignment:
 
 
 def _list_data(config: PipelineConfig) -> tuple[str, list[image_files.FoundFile]]:
-    split = tfx.proto.Input.Split(name="images", pattern=config.input_pattern)
+    split = example_gen_pb2.Input.Split(name="images", pattern=config.input_pattern)
     if not tf.io.gfile.isdir(config.data_root):
         raise image_files.NoImagesError(f"Data root {config.data_root!r} does not exist or is not a folder.")
     try:
@@ -174,8 +176,8 @@ def run(config: PipelineConfig, wait_seconds: float = 0.0, steps: Callable[[int]
     """
     os.makedirs(config.pipeline_root, exist_ok=True)
     with run_lock.pipeline_root_lock(config.pipeline_root, wait_seconds):
-        connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
-        runner = BeamDagRunner() if config.runner == "beam" else tfx.orchestration.LocalDagRunner()
+        connection = metadata.sqlite_metadata_connection_config(config.metadata_path)
+        runner = BeamDagRunner() if config.runner == "beam" else LocalDagRunner()
         logging.info(
             "Running pipeline %r with %s; MLMD at %s", config.pipeline_name, config.runner, config.metadata_path
         )

@@ -6,7 +6,21 @@ import os
 
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
-from tfx import v1 as tfx
+from tfx.components import (
+    Evaluator,
+    ExampleValidator,
+    StatisticsGen,
+    Trainer,
+    Transform,
+)
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.dsl.components.common.importer import Importer
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
+from tfx.orchestration.pipeline import Pipeline
+from tfx.proto import trainer_pb2, transform_pb2
+from tfx.types import standard_artifacts
+from tfx.types.channel import Channel
 
 import components.modules
 import schemas
@@ -93,28 +107,26 @@ def eval_config(threshold: tfma.MetricThreshold | None) -> tfma.EvalConfig:
 def _trainer(
     config: PipelineConfig,
     settings: TrainerSettings,
-    transform: tfx.components.Transform,
-    schema: tfx.dsl.Channel,
-    base_model: tfx.dsl.Channel | None = None,
-) -> tfx.components.Trainer:
+    transform: Transform,
+    schema: Channel,
+    base_model: Channel | None = None,
+) -> Trainer:
     """A Trainer reading ``train`` (fit) and ``validation`` (early stopping, stage choice), never ``test``."""
-    return tfx.components.Trainer(
+    return Trainer(
         **_user_code(config.user_code, TRAINER_MODULE_FILE, "run_fn"),
         base_model=base_model,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema,
-        train_args=tfx.proto.TrainArgs(splits=[splits.TRAIN]),
-        eval_args=tfx.proto.EvalArgs(splits=[splits.VALIDATION]),
+        train_args=trainer_pb2.TrainArgs(splits=[splits.TRAIN]),
+        eval_args=trainer_pb2.EvalArgs(splits=[splits.VALIDATION]),
         custom_config=settings.model_dump(mode="json"),
     )
 
 
-def _evaluator(
-    examples: tfx.dsl.Channel, model: tfx.dsl.Channel, baseline: tfx.dsl.Channel, config: tfma.EvalConfig
-) -> tfx.components.Evaluator:
+def _evaluator(examples: Channel, model: Channel, baseline: Channel, config: tfma.EvalConfig) -> Evaluator:
     """TFMA on the ``test`` split only: data no Trainer read or selected on."""
-    return tfx.components.Evaluator(
+    return Evaluator(
         examples=examples, model=model, baseline_model=baseline, eval_config=config, example_splits=[splits.TEST]
     )
 
@@ -122,7 +134,7 @@ def _evaluator(
 def create_pipeline(
     config: PipelineConfig,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
-) -> tfx.dsl.Pipeline:
+) -> Pipeline:
     """Builds the pipeline; pure: no I/O, nothing runs.
 
     The ExampleGen writes ``train``, ``validation`` and ``test``; the Trainer reads
@@ -147,18 +159,18 @@ def create_pipeline(
         config.span,
     )
     examples = example_gen.outputs["examples"]
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_file or DEFAULT_SCHEMA_FILE)
+    schema_gen = ImportSchemaGen(schema_file=config.schema_file or DEFAULT_SCHEMA_FILE)
     schema = schema_gen.outputs["schema"]
-    statistics_gen = tfx.components.StatisticsGen(examples=examples, schema=schema)
-    example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"], schema=schema)
-    transform = tfx.components.Transform(
+    statistics_gen = StatisticsGen(examples=examples, schema=schema)
+    example_validator = ExampleValidator(statistics=statistics_gen.outputs["statistics"], schema=schema)
+    transform = Transform(
         examples=examples,
         schema=schema,
         custom_config=TransformSettings(image_size=config.trainer.image_size).model_dump(),
         # The label vocabulary sees every split, so every ingested class has its own
         # index; only train and validation are transformed (the Evaluator reads raw
         # test examples through the model's transform_features signature).
-        splits_config=tfx.proto.SplitsConfig(
+        splits_config=transform_pb2.SplitsConfig(
             analyze=list(splits.SPLIT_NAMES), transform=[splits.TRAIN, splits.VALIDATION]
         ),
         # Pre-transform statistics repeat StatisticsGen's; post-transform ones describe
@@ -168,14 +180,14 @@ def create_pipeline(
     )
     base_model = None
     if config.base_model:
-        base_model = tfx.dsl.Importer(
-            source_uri=config.base_model, artifact_type=tfx.types.standard_artifacts.Model
-        ).with_id("base_model_importer")
+        base_model = Importer(source_uri=config.base_model, artifact_type=standard_artifacts.Model).with_id(
+            "base_model_importer"
+        )
     trainer = _trainer(config, config.trainer, transform, schema, base_model.outputs["result"] if base_model else None)
-    model_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    model_resolver = Resolver(
+        strategy_class=LatestBlessedModelStrategy,
+        model=Channel(type=standard_artifacts.Model),
+        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
     evaluator = _evaluator(
         examples,
@@ -204,7 +216,7 @@ def create_pipeline(
             TRANSFER_VS_SCRATCH_EVALUATOR
         )
         comparison = [scratch, versus]
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[

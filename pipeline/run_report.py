@@ -10,7 +10,7 @@ from typing import Any
 import tensorflow as tf
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
-from tfx import v1 as tfx
+from tfx.orchestration import metadata
 
 from components import atomic_pusher, image_example_gen
 from components.modules import reports
@@ -213,7 +213,7 @@ def _run_context(
 def _store(metadata_path: str) -> metadata_store.MetadataStore:
     if not tf.io.gfile.exists(metadata_path):
         raise LookupError(f"No MLMD database at {metadata_path}: has the pipeline run with this pipeline root?")
-    return metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path))
+    return metadata_store.MetadataStore(metadata.sqlite_metadata_connection_config(metadata_path))
 
 
 def step_timings(

@@ -20,14 +20,15 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from tfx import v1 as tfx
+from tfx.components import Pusher
+from tfx.orchestration.pipeline import Pipeline
 from tfx.orchestration.portable import tfx_runner
 from tfx.proto.orchestration import pipeline_pb2
 
 
-def pusher_ids(pipeline: tfx.dsl.Pipeline) -> list[str]:
+def pusher_ids(pipeline: Pipeline) -> list[str]:
     """The ids of the pipeline's Pusher components."""
-    return [component.id for component in pipeline.components if isinstance(component, tfx.components.Pusher)]
+    return [component.id for component in pipeline.components if isinstance(component, Pusher)]
 
 
 def disable_cache(ir: pipeline_pb2.Pipeline, node_ids: Collection[str]) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -89,3 +91,25 @@ def test_in_process_beam_runs_stage_nothing_and_user_runners_keep_tfx_staging() 
     assert pipeline.beam_pipeline_args(dataflow) == list(dataflow)
     named_local = ("--runner=DirectRunner", "--direct_num_workers=2")
     assert pipeline.beam_pipeline_args(named_local) == [*named_local, pipeline.NOTHING_TO_STAGE]
+
+
+_START_A_RUN = """
+import sys
+from pipeline import cli, demo, local_runner
+from pipeline.pipeline import create_pipeline
+from tfx.orchestration import metadata
+create_pipeline(demo.demo_config(sys.argv[1], demo.SHIPPED_WEIGHTS), metadata.sqlite_metadata_connection_config(sys.argv[2]))
+print(sorted(name for name in sys.modules if name == "tfx.v1" or name.startswith("google.cloud.aiplatform")))
+"""
+
+
+def test_starting_a_run_does_not_import_tfx_v1_and_its_cloud_extensions(tmp_path: object) -> None:
+    # `tfx.v1` imports its Google Cloud extensions (google-cloud-aiplatform): 2.7 s of every
+    # run's start-up, and most of a fully cached rerun (benchmarks/README.md).
+    completed = subprocess.run(
+        [sys.executable, "-c", _START_A_RUN, str(tmp_path / "data"), str(tmp_path / "metadata.sqlite")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert completed.stdout.strip().splitlines()[-1] == "[]"

@@ -26,7 +26,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow_transform.saved import saved_transform_io_v2
 from tensorflow_transform.tf_metadata import schema_utils
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx_bsl.public import tfxio
 
 from components import splits
@@ -46,9 +46,7 @@ VALIDATION_PHASE = "validation after each stage"
 _file_log = logging.getLogger(f"{log_names.FILE_ONLY_PREFIX}.trainer")
 
 
-def _count_examples(
-    fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFTransformOutput, file_pattern: list[str]
-) -> int:
+def _count_examples(fn_args: FnArgs, tf_transform_output: tft.TFTransformOutput, file_pattern: list[str]) -> int:
     """Examples in a split, from one pass over the labels only (images are not parsed)."""
     label_spec = {LABEL_XF: tf_transform_output.transformed_feature_spec()[LABEL_XF]}
     labels = fn_args.data_accessor.tf_dataset_factory(
@@ -60,7 +58,7 @@ def _count_examples(
 
 
 def split_dataset(
-    fn_args: tfx.components.FnArgs,
+    fn_args: FnArgs,
     tf_transform_output: tft.TFTransformOutput,
     file_pattern: list[str],
     settings: TrainerSettings,
@@ -549,7 +547,7 @@ def _classifier(settings: TrainerSettings, weights: str, num_classes: int) -> ke
 
 
 def _train(
-    fn_args: tfx.components.FnArgs,
+    fn_args: FnArgs,
     settings: TrainerSettings,
     class_names: list[str],
     tf_transform_output: tft.TFTransformOutput,
@@ -587,7 +585,7 @@ def _train(
 
 
 def _write_warmup_requests(
-    fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFTransformOutput, count: int = WARMUP_IMAGES
+    fn_args: FnArgs, tf_transform_output: tft.TFTransformOutput, count: int = WARMUP_IMAGES
 ) -> str:
     """``assets.extra/tf_serving_warmup_requests``: validation images as serving_default requests.
 
@@ -616,7 +614,7 @@ def _write_warmup_requests(
 
 
 # TFX Trainer will call this function.
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
+def run_fn(fn_args: FnArgs) -> None:
     """Trains the classifier in two stages and exports the serving SavedModel.
 
     Args:
