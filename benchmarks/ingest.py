@@ -6,7 +6,7 @@ TFRecords of tf.Examples three ways, on the same files, in one run:
   baseline     a Python loop: list, read, check with Pillow, write (one process)
   beam         the ExampleGen executor on Beam's in-process FnApiRunner
   beam-mp      the same with --direct_running_mode=multi_processing, 1 worker and one per core;
-               the two fit ``fixed + work / workers``, which says from how many cores
+               the two fit ``serial + parallel / workers``, which says from how many cores
                multi-processing would beat the in-process runner and the loop (a projection)
 
 Prints images/s and the ratio to the baseline, checks that every variant wrote
@@ -61,7 +61,7 @@ def _multi_processing(root: str, workers: int) -> Callable[[str], int]:
 
 
 def projection(rows: list[dict]) -> dict | None:
-    """Multi-processing time as ``fixed + work / workers``, fitted to the 1- and N-worker rows.
+    """Multi-processing time as ``serial + parallel / workers``, fitted to the 1- and N-worker rows.
 
     Returns the fit and the worker count from which it would beat the in-process
     runner and the plain loop (None where it never does), or None with one core.
@@ -71,18 +71,18 @@ def projection(rows: list[dict]) -> dict | None:
     }
     if len(timed) < 2:
         return None
-    (one, t_one), (many, t_many) = sorted(timed.items())[:1] + sorted(timed.items())[-1:]
-    work = (t_one - t_many) / (1 - 1 / many)
-    fixed = t_one - work
-    if work <= 0:
-        return {"fixed_s": round(fixed, 2), "work_s": round(work, 2), "beats": {}}
+    (_, t_one), (many, t_many) = sorted(timed.items())[:1] + sorted(timed.items())[-1:]
+    parallel = (t_one - t_many) / (1 - 1 / many)
+    serial = t_one - parallel
+    if parallel <= 0:
+        return {"serial_s": round(serial, 2), "parallel_s": round(parallel, 2), "beats": {}}
 
     def crossover(seconds: float) -> int | None:
-        return math.floor(work / (seconds - fixed)) + 1 if seconds > fixed else None
+        return math.floor(parallel / (seconds - serial)) + 1 if seconds > serial else None
 
     return {
-        "fixed_s": round(fixed, 2),
-        "work_s": round(work, 2),
+        "serial_s": round(serial, 2),
+        "parallel_s": round(parallel, 2),
         "beats": {row["variant"]: crossover(row["seconds"]) for row in rows[:2]},
     }
 
@@ -135,11 +135,14 @@ def main() -> None:
         fit = projection(rows)
         if fit:
             print(
-                f"\nmulti_processing ~ {fit['fixed_s']:.1f} s fixed (worker start-up) + {fit['work_s']:.1f} s / workers "
-                "(fitted to the measured 1 and N workers; a projection, not a measurement beyond N)"
+                f"\nmulti_processing ~ {fit['serial_s']:.1f} s that does not shrink with workers (worker start-up, "
+                f"moving every example between processes) + {fit['parallel_s']:.1f} s / workers (fitted to the measured "
+                "1 and N workers; a projection beyond N)"
             )
             for name, workers_needed in fit["beats"].items():
-                verdict = f"from {workers_needed} workers" if workers_needed else "never (fixed cost alone is slower)"
+                verdict = (
+                    f"from {workers_needed} workers" if workers_needed else "never (the serial part alone is slower)"
+                )
                 print(f"  beats {name}: {verdict}")
         _results.write(args.out, {"images": count, "size": args.size, "rows": rows, "projection": fit})
     finally:

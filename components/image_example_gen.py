@@ -11,6 +11,7 @@ into the Examples artifact and records the counts as artifact properties in MLMD
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import logging
 import os
@@ -83,7 +84,7 @@ def ingest_file(
     """Reads and checks one file.
 
     Args:
-      item: The file's position in the listing (for progress logs), the file and
+      item: The file's position in the reading order (for progress logs), the file and
         its split (empty for files rejected by their path).
       limits: Per-file acceptance limits.
       total: Number of files listed.
@@ -132,6 +133,19 @@ def beam_pipeline_args(beam_args: Sequence[str]) -> list[str]:
     if local and not any(arg.startswith(_DEPENDENCY_FLAGS) for arg in beam_args):
         args.append(NOTHING_TO_STAGE)
     return args
+
+
+def record_order_key(relative_path: str) -> bytes:
+    """Where a file's example goes in the written splits: a hash of its path.
+
+    The listing is sorted by class folder, and Beam's in-process runner keeps that
+    order through TFX's split writer (its Reshuffle does not reorder in one process).
+    Class-sorted records would leave the Trainer's shuffle buffer (10,000 examples)
+    drawing batches from a few classes at a time on larger data sets; this order
+    interleaves the classes, and is the same on every run, so the output and its
+    cache key do not change.
+    """
+    return hashlib.sha256(relative_path.encode("utf-8")).digest()
 
 
 def spreads_over_workers(options: PipelineOptions) -> bool:
@@ -198,7 +212,8 @@ class ImageFolderExecutor(BaseExampleGenExecutor):
             split_percents_from_output_config(output_config),
         )
         logging.debug("Ingesting %d files from %s", len(found), root)
-        items = [(index, item, assignment.split_of.get(item.relative_path, "")) for index, item in enumerate(found)]
+        ordered = sorted(found, key=lambda item: record_order_key(item.relative_path))
+        items = [(index, item, assignment.split_of.get(item.relative_path, "")) for index, item in enumerate(ordered)]
         results = (
             pipeline
             | "ListFiles" >> beam.Create(items, reshuffle=spreads_over_workers(pipeline.options))

@@ -142,3 +142,16 @@ def test_several_workers_ingest_every_file_once(tmp_path: object) -> None:
         assert len(paths) == len(set(paths))
         assert sorted(paths) == sorted(_value(example, features.PATH_KEY) for example in _read_split(one.uri, split))
     assert threads.get_int_custom_property("ingested") == one.get_int_custom_property("ingested") == 12
+
+
+def test_written_examples_interleave_the_classes_the_same_way_every_run(tmp_path: object) -> None:
+    root = str(tmp_path / "data")
+    for label in ("a", "b", "c"):
+        for index in range(20):
+            write(os.path.join(root, label, f"{index:02d}.png"), encode(solid((10 * index, 20, 30)), "PNG"))
+    first, second = (_run_executor(root, str(tmp_path / name)) for name in ("first", "second"))
+    labels = [_value(example, features.LABEL_KEY) for example in _read_split(first.uri, splits.TRAIN)]
+    changes = sum(1 for before, after in zip(labels, labels[1:], strict=False) if before != after)
+    assert changes > len(labels) // 3  # class-sorted records would change label twice
+    paths = [_value(example, features.PATH_KEY) for example in _read_split(first.uri, splits.TRAIN)]
+    assert paths == [_value(example, features.PATH_KEY) for example in _read_split(second.uri, splits.TRAIN)]
