@@ -4,7 +4,8 @@ Before (2026-11-24): a ``tf.Module`` root tracking TFT's tf_keras
 ``TransformFeaturesLayer``, and signatures traced with AutoGraph, each calling the
 Keras classifier (so tf_keras traced the layer again at save, and Keras traced the
 classifier once per signature). Now: ``trainer.export_serving_model``, where the
-classifier is traced once and the Transform graph is a plain module.
+classifier is traced once and the Transform graph is a plain module. (The frozen
+baseline leaves out the ``class_ids`` output and fixes k=3: the same graph work.)
 
 Each round runs each variant in a fresh process (TensorFlow caches traces): the
 demo classifier (shipped source weights) with the demo run's Transform graph,

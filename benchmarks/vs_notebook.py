@@ -86,6 +86,7 @@ def run_notebook(args: dict) -> dict:
     import keras
 
     from components.modules import model as model_lib
+    from components.modules.settings import Phase
 
     keras.utils.set_random_seed(args["seed"])
     started = time.perf_counter()
@@ -115,10 +116,10 @@ def run_notebook(args: dict) -> dict:
     metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     loss = keras.losses.SparseCategoricalCrossentropy()
     model.compile(optimizer=keras.optimizers.Adam(args["stage1_learning_rate"]), loss=loss, metrics=metrics)
-    phases = {"building the model": time.perf_counter() - started}
+    phases = {Phase.BUILD: time.perf_counter() - started}
     started = time.perf_counter()
     model.fit(train, validation_data=validation, epochs=args["stage1_epochs"], verbose=2)
-    phases["stage 1"] = time.perf_counter() - started
+    phases[Phase.STAGE1] = time.perf_counter() - started
     started = time.perf_counter()
     if args["stage2_epochs"]:
         base.trainable = True
@@ -127,7 +128,7 @@ def run_notebook(args: dict) -> dict:
         model.compile(optimizer=keras.optimizers.Adam(args["stage2_learning_rate"]), loss=loss, metrics=metrics)
         total = args["stage1_epochs"] + args["stage2_epochs"]
         model.fit(train, validation_data=validation, initial_epoch=args["stage1_epochs"], epochs=total, verbose=2)
-        phases["stage 2"] = time.perf_counter() - started
+        phases[Phase.STAGE2] = time.perf_counter() - started
     accuracy = float(model.evaluate(test, verbose=0, return_dict=True)["accuracy"])
     return {"test_accuracy": accuracy, "phase_seconds": {name: round(value, 2) for name, value in phases.items()}}
 

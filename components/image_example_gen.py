@@ -142,25 +142,29 @@ def record_order_key(relative_path: str) -> bytes:
     order through TFX's split writer (its Reshuffle does not reorder in one process).
     Class-sorted records would leave the Trainer's shuffle buffer (10,000 examples)
     drawing batches from a few classes at a time on larger data sets; this order
-    interleaves the classes, and is the same on every run, so the output and its
-    cache key do not change.
+    interleaves the classes, the same way on every in-process run.
     """
     return hashlib.sha256(relative_path.encode("utf-8")).digest()
+
+
+_PARALLEL_MODES = ("multi_threading", "multi_processing")
 
 
 def spreads_over_workers(options: PipelineOptions) -> bool:
     """Whether a Beam job with these options runs on more than one worker.
 
-    Only then is the file list worth reshuffling before the reads (so that a remote
-    runner spreads files over its workers); one in-process worker gains nothing from
-    it and pays for a pickled group-by over every file (measured in
-    benchmarks/README.md, "Issue #15 goals").
+    Only then is the file list worth reshuffling before the reads (so that the
+    workers share the files); one in-process worker gains nothing from it and pays
+    for a group-by over every file (benchmarks/README.md, "Ingestion"). Beam's
+    local runners use several workers only in a multi-threading or multi-processing
+    mode with ``direct_num_workers`` other than 1 (0: one per core).
     """
     runner = options.view_as(StandardOptions).runner
     runner_name = runner if isinstance(runner, str) or runner is None else type(runner).__name__
     if runner_name not in (None, *_LOCAL_RUNNERS):
         return True
-    return options.view_as(DirectOptions).direct_num_workers != 1  # 0: one per core
+    direct = options.view_as(DirectOptions)
+    return direct.direct_running_mode in _PARALLEL_MODES and direct.direct_num_workers != 1
 
 
 def limits_from_exec_properties(exec_properties: dict[str, Any]) -> image_files.IngestLimits:

@@ -118,7 +118,8 @@ def test_split_is_deterministic_and_a_small_class_is_reported(tmp_path: object) 
         (["--runner=FnApiRunner"], False),
         (["--runner=DirectRunner", "--direct_num_workers=1"], False),
         (["--runner=FnApiRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"], True),
-        (["--direct_num_workers=0"], True),  # one worker per core
+        (["--direct_num_workers=0"], False),  # in_memory mode: one worker whatever the count
+        (["--direct_running_mode=multi_threading", "--direct_num_workers=0"], True),  # one per core
         (["--runner=DataflowRunner"], True),
     ],
 )

@@ -103,7 +103,7 @@ print(sorted(name for name in sys.modules if name == "tfx.v1" or name.startswith
 """
 
 
-def test_starting_a_run_does_not_import_tfx_v1_and_its_cloud_extensions(tmp_path: object) -> None:
+def test_the_cli_and_the_pipeline_graph_do_not_import_tfx_v1_and_its_cloud_extensions(tmp_path: object) -> None:
     # `tfx.v1` imports its Google Cloud extensions (google-cloud-aiplatform): 2.7 s of every
     # run's start-up, and most of a fully cached rerun (benchmarks/README.md).
     completed = subprocess.run(

@@ -13,8 +13,9 @@ from ml_metadata import metadata_store
 from tfx import v1 as tfx
 
 from components import splits, tflite
-from components.modules import features, trainer
+from components.modules import features
 from components.modules import model as model_lib
+from components.modules.settings import Phase
 from pipeline import cli, local_runner, pipeline, predict, serving_ops
 from pipeline.config import PipelineConfig
 from tests.helpers import encode, noise_folder, solid, tiny_run_config, write
@@ -271,10 +272,10 @@ def test_domain_transfer_starts_from_the_earlier_model(runs: dict) -> None:
     assert matrix.shape == (3, 3) and matrix.sum() == _count_records(examples_uri, "validation")
     # Where the Trainer's time went: every phase, in order, within the Trainer step's own time.
     phases = report.training.phase_seconds
-    expected = ["counting the splits", "building the model", "stage 1", trainer.VALIDATION_PHASE]
-    expected += ["stage 2"] if report.training.stage2 is not None else []
-    assert sorted(phases) == sorted([*expected, "export"])
-    assert list(phases)[:3] == expected[:3] and list(phases)[-1] == "export"
+    expected = [Phase.COUNT, Phase.BUILD, Phase.STAGE1, Phase.VALIDATION]
+    expected += [Phase.STAGE2] if report.training.stage2 is not None else []
+    assert sorted(phases) == sorted([*expected, Phase.EXPORT])
+    assert list(phases)[:3] == expected[:3] and list(phases)[-1] == Phase.EXPORT
     trainer_seconds = next(step.seconds for step in report.steps if step.name == "Trainer")
     assert 0 < sum(phases.values()) <= trainer_seconds
 

@@ -36,10 +36,10 @@ def _config(**overrides: object) -> TrainerSettings:
     return TrainerSettings.model_validate(values)
 
 
-def _data() -> tf.data.Dataset:
+def _data(batch: int = 4) -> tf.data.Dataset:
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (12, SIZE, SIZE, 3)).astype("float32")
-    return tf.data.Dataset.from_tensor_slices((images, np.arange(12) % 3)).batch(4)
+    return tf.data.Dataset.from_tensor_slices((images, np.arange(12) % 3)).batch(batch)
 
 
 def _classifier() -> keras.Model:
@@ -99,10 +99,11 @@ def test_validation_check_matches_keras_evaluate_and_counts_every_image() -> Non
     classifier = _classifier()
     model_lib.compile_model(classifier, 1e-3)
     classifier.fit(_data(), epochs=2, verbose=0)
-    check = trainer.validation_check(classifier, _data())
+    uneven = _data(batch=5)  # a short last batch
+    check = trainer.validation_check(classifier, uneven)
     assert check.confusion_matrix.shape == (3, 3) and check.confusion_matrix.sum() == 12
     assert check.confusion_matrix.sum(axis=1).tolist() == [4, 4, 4]  # rows are the true classes
-    expected = classifier.evaluate(_data(), verbose=0, return_dict=True)["accuracy"]
+    expected = classifier.evaluate(uneven, verbose=0, return_dict=True)["accuracy"]
     assert check.accuracy == pytest.approx(expected)
 
 

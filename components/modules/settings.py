@@ -275,6 +275,17 @@ class EpochRow(BaseModel):
     val_accuracy: float | None
 
 
+class Phase:
+    """Names of the Trainer's phases in ``TrainingSummary.phase_seconds`` (also the benchmark's)."""
+
+    COUNT = "counting the splits"
+    BUILD = "building the model"
+    STAGE1 = "stage 1"
+    VALIDATION = "validation after each stage"
+    STAGE2 = "stage 2"
+    EXPORT = "export"
+
+
 class TrainingSummary(BaseModel):
     """What one Trainer run did; written as ``training_summary.json`` with the model."""
 

@@ -32,7 +32,7 @@ from tfx_bsl.public import tfxio
 from components import splits
 from components.modules import features, log_names, reports
 from components.modules import model as model_lib
-from components.modules.settings import PlanStep, StageHistory, TrainerSettings, TrainingSummary
+from components.modules.settings import Phase, PlanStep, StageHistory, TrainerSettings, TrainingSummary
 
 IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
 LABEL_XF = features.transformed_name(features.LABEL_KEY)
@@ -40,8 +40,6 @@ BACKBONE_WEIGHTS = model_lib.BACKBONE_WEIGHTS
 WARMUP_IMAGES = 3
 COUNT_BATCH = 1024
 STATUS_LOGGER = log_names.STATUS_LOGGER
-# The Trainer phase (``TrainingSummary.phase_seconds``) of the passes over validation after each stage.
-VALIDATION_PHASE = "validation after each stage"
 # Details of the run that belong in its log file, not on the console.
 _file_log = logging.getLogger(f"{log_names.FILE_ONLY_PREFIX}.trainer")
 
@@ -216,10 +214,12 @@ def validation_check(classifier: keras.Model, validation: tf.data.Dataset) -> Va
     """One compiled pass over validation: the accuracy that picks the stage and the kept stage's matrix.
 
     Rows of the matrix are true classes, columns predictions; its trace over its sum
-    is the accuracy (the same number as Keras's ``evaluate``).
+    is the accuracy (the same number as Keras's ``evaluate``). Traced once per call
+    (any batch size); under MirroredStrategy the pass runs on one replica.
     """
+    image_spec = validation.element_spec[0]
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(input_signature=[tf.TensorSpec([None, *image_spec.shape[1:]], image_spec.dtype)])
     def predicted(images: tf.Tensor) -> tf.Tensor:
         return tf.argmax(classifier(images, training=False), axis=-1)
 
@@ -316,9 +316,9 @@ def train_two_stages(
     fitted, train = _training_inputs(classifier, train, settings)
     model_lib.compile_model(fitted, settings.stage1_learning_rate, jit_compile=settings.xla)
     first = settings.stage1_epochs
-    with clock.phase("stage 1"):
+    with clock.phase(Phase.STAGE1):
         stage1 = fit_stage(fitted, train, validation, (0, first), log_dir, patience, last_epoch=first)
-    with clock.phase(VALIDATION_PHASE):
+    with clock.phase(Phase.VALIDATION):
         head_only = validation_check(fitted, validation)
     result = StagesResult(
         stage1=stage1,
@@ -345,7 +345,7 @@ def train_two_stages(
             model_lib.layer_name(backbone, first_index),
         )
         model_lib.compile_model(fitted, settings.stage2_learning_rate, jit_compile=settings.xla)
-        with clock.phase("stage 2"):
+        with clock.phase(Phase.STAGE2):
             more = fit_stage(
                 fitted,
                 train,
@@ -358,7 +358,7 @@ def train_two_stages(
             )
         result.stage2 = _joined(result.stage2, more)
         epoch += epochs
-    with clock.phase(VALIDATION_PHASE):
+    with clock.phase(Phase.VALIDATION):
         fine_tuned = validation_check(fitted, validation)
     result.fine_tuned_validation_accuracy = fine_tuned.accuracy
     logging.info("Stage 2 (fine-tuned): validation accuracy %.4f", result.fine_tuned_validation_accuracy)
@@ -470,6 +470,11 @@ class TransformGraph(tf.Module):
     def __init__(self, tft_output: tft.TFTransformOutput) -> None:
         super().__init__()
         self._loader = saved_transform_io_v2.SavedModelLoader(tft_output.transform_savedmodel_dir)
+        if self._loader.load_v2_in_compat:
+            raise ValueError(
+                f"The Transform graph at {tft_output.transform_savedmodel_dir} was saved the TF1 way; this "
+                "project's Transform writes TF2 graphs. Re-run Transform with this version."
+            )
         self.transform_graph = self._loader._imported  # noqa: SLF001 (what TransformFeaturesLayer tracks)
 
     def __call__(self, raw_features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
@@ -554,7 +559,7 @@ def _train(
     clock: PhaseClock,
 ) -> tuple[keras.Model, TrainingSummary]:
     """Builds and trains the classifier on ``train``, selecting on ``validation``."""
-    with clock.phase("counting the splits"):
+    with clock.phase(Phase.COUNT):
         train, train_count = split_dataset(fn_args, tf_transform_output, fn_args.train_files, settings, train=True)
         validation, validation_count = split_dataset(
             fn_args, tf_transform_output, fn_args.eval_files, settings, train=False
@@ -571,7 +576,7 @@ def _train(
     weights = _backbone_weights(settings, fn_args.base_model)
     log_dir = os.path.join(fn_args.model_run_dir, "logs")
     with _precision(settings.mixed_precision), _strategy(settings.distribution).scope():
-        with clock.phase("building the model"):
+        with clock.phase(Phase.BUILD):
             classifier = _classifier(settings, weights, len(class_names))
         result = train_two_stages(classifier, train, validation, settings, log_dir, clock)
     summary = TrainingSummary(
@@ -627,12 +632,16 @@ def run_fn(fn_args: FnArgs) -> None:
     class_names = [name.decode("utf-8") for name in tf_transform_output.vocabulary_by_name(features.LABEL_VOCAB_NAME)]
     clock = PhaseClock()
     classifier, summary = _train(fn_args, settings, class_names, tf_transform_output, clock)
-    with clock.phase("export"):
-        model_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
-        model_lib.save_backbone_weights(classifier, model_dir)
-        export_serving_model(classifier, tf_transform_output, class_names, settings, fn_args.serving_model_dir)
-        _write_warmup_requests(fn_args, tf_transform_output)
-    logging.info("Exported the serving model to %s (export %.1f s)", fn_args.serving_model_dir, clock.seconds["export"])
-    summary.phase_seconds = clock.seconds
-    reports.write_reports(summary, fn_args.model_run_dir)
+    try:
+        with clock.phase(Phase.EXPORT):
+            model_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
+            model_lib.save_backbone_weights(classifier, model_dir)
+            export_serving_model(classifier, tf_transform_output, class_names, settings, fn_args.serving_model_dir)
+            _write_warmup_requests(fn_args, tf_transform_output)
+    finally:  # the training reports stay, with the time the export took, even if it failed
+        summary.phase_seconds = clock.seconds
+        reports.write_reports(summary, fn_args.model_run_dir)
+    logging.info(
+        "Exported the serving model to %s (export %.1f s)", fn_args.serving_model_dir, clock.seconds[Phase.EXPORT]
+    )
     _file_log.info("Trainer time: %s", reports.phase_line(clock.seconds))
