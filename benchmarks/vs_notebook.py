@@ -56,6 +56,18 @@ def _digits_folder(root: str, image_size: int) -> int:
     return len(digits.images)
 
 
+def _dataset_problem(name: str) -> str:
+    """Why ``--dataset`` cannot be used (empty if it can), checked before any work."""
+    if name in ("demo", "digits"):
+        return ""
+    if name.startswith("shapes:"):
+        count = name.removeprefix("shapes:")
+        return (
+            "" if count.isdigit() and int(count) > 0 else f"--dataset {name!r}: shapes:N needs N > 0 images per class"
+        )
+    return "" if os.path.isdir(name) else f"--dataset {name!r} is not demo, digits, shapes:N or an existing folder"
+
+
 def _dataset(name: str, work: str, image_size: int) -> str:
     root = os.path.join(work, "data")
     if name == "demo":
@@ -231,6 +243,8 @@ def main() -> None:
     if args.child:
         _run_child(args.child, json.loads(args.child_args))
         return
+    if problem := _dataset_problem(args.dataset):
+        parser.error(problem)
     work = tempfile.mkdtemp(prefix="vs_notebook_")
     root = _dataset(args.dataset, work, args.image_size)
     percents = splits.SplitPercents()
