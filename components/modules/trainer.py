@@ -375,6 +375,11 @@ def train_two_stages(
     return result
 
 
+def _pixels_spec(image_size: int) -> tf.TensorSpec:
+    """float32 pixels [batch, size, size, 3] in [0, 255]: the classifier's traced input and ``serve_pixels``'s."""
+    return tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=features.PIXELS_INPUT)
+
+
 def classify_pixels(classifier: keras.Model, image_size: int) -> Any:
     """The classifier traced once, as a concrete function of float32 pixels in [0, 255].
 
@@ -382,10 +387,7 @@ def classify_pixels(classifier: keras.Model, image_size: int) -> Any:
     instead of once per signature (benchmarks/README.md, "Model export").
     """
 
-    @tf.function(
-        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=features.PIXELS_INPUT)],
-        autograph=False,
-    )
+    @tf.function(input_signature=[_pixels_spec(image_size)], autograph=False)
     def classify(pixels: tf.Tensor) -> tf.Tensor:
         return classifier(pixels, training=False)
 
@@ -400,10 +402,7 @@ def pixel_signature(classify: Any, image_size: int) -> Any:
     ``classify`` is the traced classifier (`classify_pixels`).
     """
 
-    @tf.function(
-        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=features.PIXELS_INPUT)],
-        autograph=False,
-    )
+    @tf.function(input_signature=[_pixels_spec(image_size)], autograph=False)
     def serve_pixels(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
         return {features.PROBABILITIES_OUTPUT: classify(pixels)}
 
@@ -412,7 +411,7 @@ def pixel_signature(classify: Any, image_size: int) -> Any:
 
 def _serving_signatures(
     classifier: keras.Model,
-    tft_layer: tf.Module,
+    transform: TransformGraph,
     tf_transform_output: tft.TFTransformOutput,
     class_names: list[str],
     image_size: int,
@@ -426,7 +425,7 @@ def _serving_signatures(
     classify = classify_pixels(classifier, image_size)
 
     def predict(raw_features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        transformed = tft_layer(raw_features)
+        transformed = transform(raw_features)
         probabilities = classify(features.decode_transformed(transformed[IMAGE_XF], image_size))
         scores, class_ids = tf.math.top_k(probabilities, k=k)
         return {
@@ -447,7 +446,7 @@ def _serving_signatures(
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")], autograph=False)
     def transform_features(examples: tf.Tensor) -> dict[str, tf.Tensor]:
         parsed = tf.io.parse_example(examples, raw_spec)
-        return {LABEL_XF: tft_layer(parsed)[LABEL_XF]}
+        return {LABEL_XF: transform(parsed)[LABEL_XF]}
 
     return {
         "serving_default": serve_images.get_concrete_function(),
