@@ -31,13 +31,19 @@ from tfx.types import artifact_utils, channel_utils, component_spec, standard_ar
 from tfx.types.channel import Channel
 from tfx.utils import io_utils, json_utils, proto_utils
 
-from components import serving_dir, tflite
+from components import accuracy, served_model, serving_dir, tflite
 from components.modules import features
 from pipeline import serving_ops  # the TF Serving model config (labels) lives with the serving commands
 
 NOT_PUSHED_REASON = "not_pushed_reason"
+# "new_version" (a version folder was written) or "already_served" (the newest version holds this model).
+PUSH_OUTCOME = "push_outcome"
+NEW_VERSION = "new_version"
+ALREADY_SERVED = "already_served"
 # The gate's ModelEvaluation: its test accuracy is recorded with each pushed version.
 EVALUATION_KEY = "evaluation"
+# The served-model step's Model: the gate's baseline, and its accuracy when it was pushed.
+SERVED_MODEL_KEY = "served_model"
 PUSHER_ID = "Pusher"
 
 
@@ -47,6 +53,8 @@ class PusherSettings(BaseModel):
     Attributes:
       keep_versions: Pushed versions kept (0: all).
       allow_class_changes: Push a candidate whose classes differ from the served model's.
+      allow_data_shift: Push a candidate even when the served model's accuracy on this run's
+        test split is surely below its accuracy at push time (``data_shift``).
       tflite: The on-device variant written into each new version (``none``: no TFLite file).
     """
 
@@ -54,6 +62,7 @@ class PusherSettings(BaseModel):
 
     keep_versions: int
     allow_class_changes: bool
+    allow_data_shift: bool = False
     tflite: tflite.TfliteVariant
 
 
@@ -78,6 +87,35 @@ def class_change(served_dir: str, candidate_dir: str) -> str:
     return (
         f"class set changed ({'; '.join(parts)}): not pushed. Add the missing class folders back, "
         "or set allow_class_changes: true to serve the new class set"
+    )
+
+
+def data_shift(served: served_model.ServedBaseline, baseline_now: float | None, test_examples: int | None) -> str:
+    """Why the served model's accuracy on this run's test split says the data changed, or ``""``.
+
+    The served version was pushed with test accuracy ``served.push_accuracy`` on
+    ``served.push_test_examples`` images; on this run's test split it scores
+    ``baseline_now``. When the two 95% Wilson intervals do not overlap
+    (``accuracy.surely_lower``), the served model did not get worse: the images or
+    their labels did. "No worse than served" then compares two models on data that
+    no longer means what it meant, so a candidate that wins there proves nothing
+    (e.g. shuffled labels: served 1.000 at push, 0.471 now, candidate 0.529).
+    Non-overlap is a strict test (two-sided p below about 0.006), so normal
+    sampling noise between spans never holds a push back.
+    """
+    before, before_n = served.push_accuracy, served.push_test_examples
+    if not served.version or before is None or not before_n or baseline_now is None or not test_examples:
+        return ""
+    if not accuracy.surely_lower(baseline_now, test_examples, before, before_n):
+        return ""
+    now_low, now_high = accuracy.accuracy_interval(baseline_now, test_examples)
+    then_low, then_high = accuracy.accuracy_interval(before, before_n)
+    return (
+        f"data shift: the served version {served.version} scores {baseline_now:.3f} "
+        f"(95% interval {now_low:.3f}-{now_high:.3f}) on this run's {test_examples} test images, against "
+        f"{before:.3f} ({then_low:.3f}-{then_high:.3f}, {before_n} images) when it was pushed, so the images or their "
+        "labels changed and beating it here proves nothing: not pushed. Check the new data, or set "
+        "allow_data_shift: true to push it"
     )
 
 
@@ -126,19 +164,19 @@ class AtomicPusherExecutor(tfx_pusher_executor.Executor):
             raise NotImplementedError("AtomicPusher pushes to a filesystem destination only.")
         base = destination.filesystem.base_directory
         settings = PusherSettings.model_validate_json(exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY])
-        newest = serving_dir.newest_model_dir(base)
-        reason = class_change(newest, model_dir) if newest and not settings.allow_class_changes else ""
+        reason = self._hold_back_reason(input_dict, base, model_dir, settings)
         if reason:
             logging.warning("Pusher: %s.", reason)
             self._MarkNotPushed(pushed)
             pushed.set_string_custom_property(NOT_PUSHED_REASON, reason)
             return
+        newest = serving_dir.newest_model_dir(base)
         if newest and serving_dir.model_fingerprint(newest) == serving_dir.model_fingerprint(model_dir):
-            serving_path = newest
+            serving_path, outcome = newest, ALREADY_SERVED
             logging.info("The newest version %s already serves this model; nothing copied.", serving_path)
         else:
             extra_files = on_device_files(model_dir, settings.tflite)
-            serving_path = serving_dir.atomic_push(model_dir, base, extra_files=extra_files)
+            serving_path, outcome = serving_dir.atomic_push(model_dir, base, extra_files=extra_files), NEW_VERSION
             logging.info("Model written to serving path %s.", serving_path)
             self._after_push(serving_path, model_dir, input_dict.get(EVALUATION_KEY, []))
         version = int(os.path.basename(serving_path))
@@ -149,6 +187,28 @@ class AtomicPusherExecutor(tfx_pusher_executor.Executor):
             logging.info("Deleted old versions %s (keeping %s).", deleted, settings.keep_versions)
         io_utils.copy_dir(model_dir, pushed.uri)
         self._MarkPushed(pushed, pushed_destination=serving_path, pushed_version=str(version))
+        pushed.set_string_custom_property(PUSH_OUTCOME, outcome)
+
+    @staticmethod
+    def _hold_back_reason(input_dict: dict[str, list], base: str, model_dir: str, settings: PusherSettings) -> str:
+        """Why a blessed candidate is held back (class change, data shift), or ``""``."""
+        served_dirs = input_dict.get(SERVED_MODEL_KEY) or []
+        served = served_model.ServedBaseline.from_artifact(served_dirs[0]) if served_dirs else None
+        if served is not None:
+            served_dir = os.path.join(base, str(served.version)) if served.version else None
+        else:
+            served_dir = serving_dir.newest_model_dir(base)
+        if served_dir and not settings.allow_class_changes:
+            reason = class_change(served_dir, model_dir)
+            if reason:
+                return reason
+        evaluations = input_dict.get(EVALUATION_KEY) or []
+        if served is None or settings.allow_data_shift or not evaluations:
+            return ""
+        from pipeline import evaluation  # TFMA: imported only where a push reads its numbers
+
+        gate = evaluation.read_gate(artifact_utils.get_single_uri(evaluations), blessed=True)
+        return data_shift(served, gate.baseline_accuracy, gate.test_examples)
 
     def _after_push(self, serving_path: str, model_dir: str, evaluations: list) -> None:
         """Records where the version came from and its test accuracy; with a TF Serving model
@@ -167,8 +227,10 @@ class AtomicPusherExecutor(tfx_pusher_executor.Executor):
             info.update(accuracy=gate.candidate_accuracy, test_examples=gate.test_examples)
         serving_ops.record_push_info(serving_path, info)
         if tf.io.gfile.exists(serving_ops.model_config_path(root)):
-            change = serving_ops.set_canary(root, model_name, int(os.path.basename(serving_path)))
-            logging.info("TF Serving model config: %s", change.format())
+            version = int(os.path.basename(serving_path))
+            change = serving_ops.set_canary(root, model_name, version)
+            retry = f"`image-pipeline serving canary {version} --serving-dir {root} --model-name {model_name}`"
+            logging.info("TF Serving model config: %s", change.format(retry=retry))
 
 
 class AtomicPusherSpec(component_spec.ComponentSpec):
@@ -178,6 +240,7 @@ class AtomicPusherSpec(component_spec.ComponentSpec):
     INPUTS = {
         **standard_component_specs.PusherSpec.INPUTS,
         EVALUATION_KEY: component_spec.ChannelParameter(type=standard_artifacts.ModelEvaluation, optional=True),
+        SERVED_MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model, optional=True),
     }
     OUTPUTS = dict(standard_component_specs.PusherSpec.OUTPUTS)
 
@@ -198,11 +261,13 @@ class AtomicPusher(Pusher):
         evaluation: Channel | None,
         base_directory: str,
         settings: PusherSettings,
+        served: Channel | None = None,
     ) -> None:
         spec = AtomicPusherSpec(
             model=model,
             model_blessing=model_blessing,
             evaluation=evaluation,
+            served_model=served,
             push_destination=pusher_pb2.PushDestination(
                 filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base_directory)
             ),
@@ -218,6 +283,7 @@ def create_pusher(
     base_directory: str,
     settings: PusherSettings,
     evaluation: Channel | None = None,
+    served: Channel | None = None,
 ) -> Pusher:
     """The ``Pusher`` node: pushes blessed models atomically, recording ``evaluation``'s test accuracy.
 
@@ -227,5 +293,7 @@ def create_pusher(
       base_directory: ``<serving_dir>/<model_name>``.
       settings: Versions kept, class changes, TFLite variant.
       evaluation: The gate's ModelEvaluation (its test accuracy goes into each version's push info).
+      served: The served-model step's Model (the gate's baseline): class changes are judged
+        against it, and its push-time accuracy tells a data shift (``data_shift``).
     """
-    return AtomicPusher(model, model_blessing, evaluation, base_directory, settings).with_id(PUSHER_ID)
+    return AtomicPusher(model, model_blessing, evaluation, base_directory, settings, served).with_id(PUSHER_ID)

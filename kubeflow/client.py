@@ -12,10 +12,14 @@ is never cached), unless ``enable_caching`` overrides every task.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import re
+from collections.abc import Iterator
 
 import kfp
+import urllib3
 import yaml
 
 
@@ -34,6 +38,20 @@ def _client(endpoint: str) -> kfp.Client:
     return kfp.Client(host=endpoint)
 
 
+@contextlib.contextmanager
+def _reaching(endpoint: str) -> Iterator[None]:
+    """Turns a refused or unreachable connection into one ``ConnectionError`` line that names the fix."""
+    try:
+        yield
+    except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as error:
+        reason = re.sub(r"<[^>]*>: ", "", str(getattr(error, "reason", "") or error)).splitlines()[0][:160]
+        raise ConnectionError(
+            f"Cannot reach the Kubeflow Pipelines API at {endpoint} ({type(error).__name__}: {reason}). "
+            "Check --endpoint (or KFP_ENDPOINT) and that the API answers there, e.g. "
+            "`kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80` for http://localhost:8080."
+        ) from None
+
+
 def _experiment_id(client: kfp.Client, name: str) -> str:
     try:
         return client.get_experiment(experiment_name=name).experiment_id
@@ -49,7 +67,7 @@ def _require_package(package: str) -> None:
 def pipeline_root(package: str) -> str | None:
     """The compiled spec's ``defaultPipelineRoot`` (``kubeflow/runner.py`` sets the config's)."""
     with open(package) as handle:
-        document = yaml.safe_load(handle)  # JSON is YAML too
+        document = next(yaml.safe_load_all(handle))  # JSON is YAML too; a --pvc file has a platform spec after it
     return document.get("pipelineSpec", document).get("defaultPipelineRoot")
 
 
@@ -63,16 +81,17 @@ def submit(
         False applies to every task (True would cache the Pusher too).
     """
     _require_package(package)
-    client = _client(endpoint)
-    experiment_id = _experiment_id(client, experiment)
-    result = client.create_run_from_pipeline_package(
-        package,
-        arguments={},
-        run_name=run_name,
-        experiment_id=experiment_id,
-        pipeline_root=pipeline_root(package),
-        enable_caching=enable_caching,
-    )
+    with _reaching(endpoint):
+        client = _client(endpoint)
+        experiment_id = _experiment_id(client, experiment)
+        result = client.create_run_from_pipeline_package(
+            package,
+            arguments={},
+            run_name=run_name,
+            experiment_id=experiment_id,
+            pipeline_root=pipeline_root(package),
+            enable_caching=enable_caching,
+        )
     return Submitted("run", result.run_id, experiment_id)
 
 
@@ -83,15 +102,16 @@ def schedule(
     _require_package(package)
     if len(cron.split()) != 6:
         raise ValueError(f"KFP cron expressions have 6 fields (seconds first), e.g. '0 0 3 * * *'. Received: {cron!r}")
-    client = _client(endpoint)
-    experiment_id = _experiment_id(client, experiment)
-    recurring = client.create_recurring_run(
-        experiment_id=experiment_id,
-        job_name=job_name,
-        cron_expression=cron,
-        max_concurrency=max_concurrency,
-        no_catchup=True,
-        pipeline_package_path=package,
-        pipeline_root=pipeline_root(package),
-    )
+    with _reaching(endpoint):
+        client = _client(endpoint)
+        experiment_id = _experiment_id(client, experiment)
+        recurring = client.create_recurring_run(
+            experiment_id=experiment_id,
+            job_name=job_name,
+            cron_expression=cron,
+            max_concurrency=max_concurrency,
+            no_catchup=True,
+            pipeline_package_path=package,
+            pipeline_root=pipeline_root(package),
+        )
     return Submitted("recurring run", recurring.recurring_run_id, experiment_id)

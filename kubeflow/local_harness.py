@@ -20,25 +20,28 @@ launcher do (kubeflow/pipelines ``backend/src/v2``):
 - the ``ExecutorOutput`` the command writes is merged into its output artifacts
   (uri, metadata fields), which are recorded (a stand-in for MLMD, with
   MLMD-style numeric names) and passed downstream;
+- output parameters: taken from the ExecutorOutput's ``parameterValues``, else
+  read from each parameter's ``outputFile`` (``launcher_v2.go``,
+  ``collectOutputParameters``), and passed on to ``taskOutputParameter`` inputs;
 - caching: a task runs again unless a completed execution had the same cache key
-  (input artifact names, parameter values, output specs, image, command and
-  args) and the task's ``cachingOptions.enableCache`` is true.
+  and the task's ``cachingOptions.enableCache`` is true. The key holds exactly
+  the fields of ``backend/src/v2/cacheutils/cache.go`` (``GenerateCacheKey``):
+  input artifact names, input parameter values, output artifact specs (name,
+  type, metadata; no uri), output parameter types, image, command and args, PVC
+  names (none here); a task's ``cachingOptions.cacheKey`` replaces them all
+  (``backend/src/v2/driver/cache.go``, ``getFingerPrint``). A cache hit reuses
+  the execution's output artifacts and parameters.
 
-What the harness does itself, where a platform service would:
-
-- ``lifecycle.preCacheCheck`` (the FileBasedExampleGen driver,
-  ``tfx.orchestration.kubeflow.v2.file_based_example_gen.driver``) runs first with
-  the same executorInput; its output parameters (span, input fingerprint, the
-  pattern with the span filled in) and artifact metadata are applied to the
-  executor's input before the cache check (the driver's docstring: the Vertex AI
-  Pipelines service updates the task's properties and artifacts before the
-  executor runs). The open-source KFP backend ignores ``lifecycle``: there an
-  ``input_pattern`` with ``{SPAN}`` reaches the executor unresolved.
-- Resolver executors (the LatestBlessedModel resolver's two queries) are answered
-  from the harness's records of this pipeline (newest match of the filter). The
-  open-source KFP backend refuses resolver executors when a run is created
-  ("resolver executors not implemented"); Vertex AI answers them from its MLMD.
-- Importer executors (``base_model``) record an artifact at the importer's URI.
+The open-source backend's refusals apply before any task runs, as the API server
+compiles the whole spec to an Argo workflow when a run is created
+(``backend/src/v2/compiler/argocompiler/dag.go``; ``open_source_errors``): a
+resolver executor ("resolver executors not implemented"), a customJob executor
+("custom job executors is Google Cloud only, it's not supported"), a
+``triggerPolicy.condition`` on an importer. ``lifecycle`` hooks are never run:
+nothing in the backend reads them (Vertex AI runs ``preCacheCheck``; a spec whose
+correctness needed it would behave differently there, so ``kubeflow/runner.py``
+compiles none). Importer executors (``base_model``) record an artifact at the
+importer's URI.
 
 Not reproduced: the container image itself (the Dockerfile, its installed
 packages and Python: the commands run with this checkout and venv); GCS/S3
@@ -74,8 +77,6 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATE_DIR = ".local_harness"  # under <root>/<pipeline>: records and cache
 _PLACEHOLDER = re.compile(r"\{\{\$[^}]*\}\}")
-_INPUT_METADATA = re.compile(r"""\{\{\$\.inputs\.artifacts\['([^']+)'\]\.metadata\['([^']+)'\]\}\}""")
-_CLAUSE = re.compile(r'^(?P<field>[A-Za-z_][\w.]*)\s*=\s*(?P<value>"[^"]*"|\S+)$')
 _LOG_TAIL_LINES = 40
 
 Artifact = dict[str, Any]  # a RuntimeArtifact as JSON: name, uri, type, metadata
@@ -101,10 +102,11 @@ class TaskResult:
 
     Attributes:
       name: The task name in the spec.
-      state: ``ran``, ``cached``, ``resolved`` (resolver) or ``imported`` (importer).
-      seconds: Wall time, the driver included.
-      outputs: Output key -> artifacts (empty when a resolver found nothing).
+      state: ``ran``, ``cached`` or ``imported`` (importer).
+      seconds: Wall time.
+      outputs: Output key -> artifacts.
       executor_input: The executorInput JSON the command got (container tasks).
+      parameters: Output parameter key -> value.
     """
 
     name: str
@@ -112,6 +114,7 @@ class TaskResult:
     seconds: float
     outputs: dict[str, list[Artifact]]
     executor_input: dict[str, Any] | None = None
+    parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,16 +132,15 @@ class RunResult:
 
 
 def load_spec(path: str) -> dict[str, Any]:
-    """A compiled PipelineSpec (``.yaml``) or PipelineJob (``.json``) as a PipelineSpec dict."""
+    """A compiled PipelineSpec (``.yaml``) or PipelineJob (``.json``) as a PipelineSpec dict.
+
+    A ``.yaml`` may hold more documents: the first is the PipelineSpec, as the KFP
+    client reads it; a platform spec (``compile --pvc``) may follow. The harness
+    mounts no volumes.
+    """
     with open(path) as handle:
-        document = json.load(handle) if path.endswith(".json") else yaml.safe_load(handle)
+        document = json.load(handle) if path.endswith(".json") else next(yaml.safe_load_all(handle))
     return document.get("pipelineSpec", document)
-
-
-def _title(artifact_type: Mapping[str, Any]) -> str:
-    if "schemaTitle" in artifact_type:
-        return artifact_type["schemaTitle"]
-    return yaml.safe_load(artifact_type.get("instanceSchema", "")).get("title", "")
 
 
 class _Records:
@@ -164,59 +166,14 @@ class _Records:
         self._save()
         return recorded
 
-    def newest(self, clauses: list[tuple[str, str]]) -> Artifact | None:
-        """The most recently recorded artifact matching every ``field=value`` clause."""
-        for artifact in reversed(self._data["artifacts"]):
-            if all(_matches(artifact, field, value) for field, value in clauses):
-                return copy.deepcopy(artifact)
-        return None
+    def cached(self, key: str) -> tuple[dict[str, list[Artifact]], dict[str, Any]] | None:
+        """The outputs and output parameters of the execution with cache key ``key``, if any."""
+        entry = self._data["cache"].get(key)
+        return (copy.deepcopy(entry["artifacts"]), copy.deepcopy(entry["parameters"])) if entry else None
 
-    def cached(self, key: str) -> dict[str, list[Artifact]] | None:
-        outputs = self._data["cache"].get(key)
-        return copy.deepcopy(outputs) if outputs is not None else None
-
-    def cache(self, key: str, outputs: dict[str, list[Artifact]]) -> None:
-        self._data["cache"][key] = outputs
+    def cache(self, key: str, outputs: dict[str, list[Artifact]], parameters: dict[str, Any]) -> None:
+        self._data["cache"][key] = {"artifacts": outputs, "parameters": parameters}
         self._save()
-
-
-def _matches(artifact: Artifact, field: str, value: str) -> bool:
-    if field == "schema_title":
-        return _title(artifact.get("type", {})) == value
-    if field == "state":
-        return value == "LIVE"  # recorded artifacts are never marked deleted
-    if field == "name":
-        return artifact.get("name") == value
-    parts = field.split(".")
-    if len(parts) == 3 and parts[0] == "metadata" and parts[2] in ("number_value", "string_value"):
-        actual = artifact.get("metadata", {}).get(parts[1])
-        if actual is None:
-            return False
-        return float(actual) == float(value) if parts[2] == "number_value" else str(actual) == value
-    raise SpecError(f"Resolver filter clause {field}={value} is not supported by the harness.")
-
-
-def _filter_clauses(query: str, inputs: Mapping[str, list[Artifact]]) -> list[tuple[str, str]] | None:
-    """The ``field=value`` clauses of a resolver filter; None if it reads an input that resolved to nothing."""
-
-    def metadata(match: re.Match[str]) -> str:
-        artifacts = inputs.get(match.group(1)) or []
-        value = artifacts[0].get("metadata", {}).get(match.group(2)) if artifacts else None
-        if value is None:
-            raise LookupError
-        return str(value)
-
-    try:
-        query = _INPUT_METADATA.sub(metadata, query)
-    except LookupError:
-        return None
-    clauses = []
-    for clause in query.split(" AND "):
-        match = _CLAUSE.match(clause.strip())
-        if not match:
-            raise SpecError(f"Cannot read resolver filter clause {clause!r} (filter {query!r}).")
-        clauses.append((match["field"], match["value"].strip('"')))
-    return clauses
 
 
 def _order(tasks: Mapping[str, Any]) -> list[str]:
@@ -241,7 +198,9 @@ def _order(tasks: Mapping[str, Any]) -> list[str]:
     return order
 
 
-def _parameter_values(name: str, task: Mapping[str, Any], component: Mapping[str, Any]) -> dict[str, Any]:
+def _parameter_values(
+    name: str, task: Mapping[str, Any], component: Mapping[str, Any], produced: Mapping[str, dict[str, Any]]
+) -> dict[str, Any]:
     """Task parameters as the KFP driver resolves them, then optional component defaults (the launcher)."""
     values: dict[str, Any] = {}
     for key, spec in task.get("inputs", {}).get("parameters", {}).items():
@@ -253,8 +212,14 @@ def _parameter_values(name: str, task: Mapping[str, Any], component: Mapping[str
                 f"Task {name} parameter {key} is a runtimeValue.constantValue (PipelineSpec schema 2.0.0): "
                 "the KFP 2.x driver does not implement it. Compile with use_pipeline_spec_2_1=True."
             )
+        elif "taskOutputParameter" in spec:
+            source = spec["taskOutputParameter"]
+            upstream = produced.get(source["producerTask"], {})
+            if source["outputParameterKey"] not in upstream:
+                raise SpecError(f"Task {name} parameter {key}: {source} was not produced.")
+            values[key] = upstream[source["outputParameterKey"]]
         else:
-            raise SpecError(f"Task {name} parameter {key}: only constant runtime values are supported ({spec}).")
+            raise SpecError(f"Task {name} parameter {key}: only constants and task outputs are supported ({spec}).")
     for key, definition in component.get("inputDefinitions", {}).get("parameters", {}).items():
         if key not in values and definition.get("isOptional") and "defaultValue" in definition:
             values[key] = definition["defaultValue"]
@@ -287,18 +252,64 @@ def _payload(executor_input: Mapping[str, Any]) -> str:
     return json_format.MessageToJson(message, indent=None, sort_keys=True)
 
 
-def _cache_key(executor_input: Mapping[str, Any], container: Mapping[str, Any]) -> str:
-    """KFP's cache key (backend/src/v2/cacheutils): input names and values, output specs, container."""
+def cache_key(
+    executor_input: Mapping[str, Any],
+    container: Mapping[str, Any],
+    component: Mapping[str, Any],
+    task: Mapping[str, Any],
+) -> str:
+    """KFP's cache fingerprint: the fields of ``GenerateCacheKey`` (backend/src/v2/cacheutils/cache.go), hashed.
+
+    ``cachingOptions.cacheKey``, where a task sets one, replaces them
+    (backend/src/v2/driver/cache.go, ``getFingerPrint``).
+    """
+    custom = task.get("cachingOptions", {}).get("cacheKey")
+    if custom:
+        return hashlib.sha256(f"{task['componentRef']['name']}\0{custom}".encode()).hexdigest()
     inputs, outputs = executor_input.get("inputs", {}), executor_input["outputs"]
+    output_parameters = component.get("outputDefinitions", {}).get("parameters", {})
     key = {
         "inputArtifactNames": {
-            k: [a.get("name", "") for a in v.get("artifacts", [])] for k, v in inputs.get("artifacts", {}).items()
+            k: {"artifactNames": [a.get("name", "") for a in v.get("artifacts", [])]}
+            for k, v in inputs.get("artifacts", {}).items()
         },
         "inputParameterValues": inputs.get("parameterValues", {}),
-        "outputArtifactsSpec": {k: v["artifacts"][0].get("type") for k, v in outputs.get("artifacts", {}).items()},
-        "containerSpec": {"image": container.get("image"), "cmdArgs": [*container["command"], *container["args"]]},
-    }
+        "outputArtifactsSpec": {
+            k: {"name": v["artifacts"][0].get("name", ""), "type": v["artifacts"][0].get("type"),
+                "metadata": v["artifacts"][0].get("metadata", {})}
+            for k, v in outputs.get("artifacts", {}).items()
+            if v.get("artifacts")
+        },
+        "outputParametersSpec": {k: v["parameterType"] for k, v in output_parameters.items()},
+        "containerSpec": {
+            "image": container.get("image"),
+            "cmdArgs": [*container.get("command", []), *container.get("args", [])],
+            "pvcNames": [],
+        },
+    }  # fmt: skip
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def open_source_errors(spec: Mapping[str, Any]) -> list[str]:
+    """What open-source KFP refuses in a spec when a run is created (argocompiler/dag.go), one line each."""
+    errors = []
+    executors = spec.get("deploymentSpec", {}).get("executors", {})
+    for name, task in spec["root"]["dag"]["tasks"].items():
+        component = spec["components"][task["componentRef"]["name"]]
+        executor = executors.get(component.get("executorLabel", ""), {})
+        if "resolver" in executor:
+            errors.append(f"task {name}: resolver executors not implemented")
+        elif "customJob" in executor:
+            errors.append(f"task {name}: custom job executors is Google Cloud only, it's not supported")
+        elif "importer" in executor and task.get("triggerPolicy", {}).get("condition"):
+            errors.append(f"task {name}: triggerPolicy.condition on importer task is not supported")
+    return errors
+
+
+def lifecycle_hooks(spec: Mapping[str, Any]) -> list[str]:
+    """The executors with ``lifecycle`` hooks: open-source KFP never runs them."""
+    executors = spec.get("deploymentSpec", {}).get("executors", {})
+    return sorted(label for label, executor in executors.items() if executor.get("container", {}).get("lifecycle"))
 
 
 class _Run:
@@ -308,6 +319,9 @@ class _Run:
         if "://" in pipeline_root:
             raise SpecError(f"The harness runs on a local pipeline root only. Received: {pipeline_root!r}")
         json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())  # unknown fields fail
+        errors = open_source_errors(spec)
+        if errors:
+            raise SpecError("Open-source Kubeflow Pipelines refuses this spec: " + "; ".join(errors))
         self.spec, self.python, self.cwd = spec, python, cwd
         self.env = dict(os.environ if env is None else env)
         self.run_id = str(uuid.uuid4())
@@ -315,6 +329,7 @@ class _Run:
         self.run_root = os.path.join(pipeline_dir, self.run_id)
         self.records = _Records(os.path.join(pipeline_dir, STATE_DIR))
         self.produced: dict[str, dict[str, list[Artifact]]] = {}
+        self.parameters: dict[str, dict[str, Any]] = {}
 
     def task(self, name: str) -> TaskResult:
         task = self.spec["root"]["dag"]["tasks"][name]
@@ -326,14 +341,6 @@ class _Run:
             raise SpecError(f"Task {name} is a sub-DAG, which the harness does not run.")
         executor = self.spec["deploymentSpec"]["executors"][component["executorLabel"]]
         started = time.monotonic()
-        if "resolver" in executor:
-            inputs = _input_artifacts(name, task, self.produced)
-            outputs = {}
-            for key, query in executor["resolver"]["outputArtifactQueries"].items():
-                clauses = _filter_clauses(query["filter"], inputs)
-                found = self.records.newest(clauses) if clauses is not None else None
-                outputs[key] = [found] if found else []
-            return self._done(name, "resolved", started, outputs)
         if "importer" in executor:
             return self._done(name, "imported", started, self._imported(name, executor["importer"], component))
         if "container" in executor:
@@ -347,9 +354,12 @@ class _Run:
         started: float,
         outputs: dict[str, list[Artifact]],
         executor_input: dict[str, Any] | None = None,
+        parameters: dict[str, Any] | None = None,
     ) -> TaskResult:
         self.produced[name] = outputs
-        return TaskResult(name, state, round(time.monotonic() - started, 1), outputs, executor_input)
+        self.parameters[name] = dict(parameters or {})
+        seconds = round(time.monotonic() - started, 1)
+        return TaskResult(name, state, seconds, outputs, executor_input, dict(parameters or {}))
 
     def _imported(self, name: str, importer: Mapping[str, Any], component: Mapping[str, Any]) -> dict:
         uri = importer.get("artifactUri", {}).get("constant")
@@ -362,19 +372,22 @@ class _Run:
     def _container(
         self, name: str, task: Mapping[str, Any], component: Mapping[str, Any], container: Any, started: float
     ) -> TaskResult:
-        if component.get("outputDefinitions", {}).get("parameters"):
-            raise SpecError(f"Task {name} has output parameters, which the harness does not collect.")
         task_root = os.path.join(self.run_root, name, uuid.uuid4().hex)
         os.makedirs(task_root)
+        outputs = component.get("outputDefinitions", {})
         executor_input = {
             "inputs": {
-                "parameterValues": _parameter_values(name, task, component),
+                "parameterValues": _parameter_values(name, task, component, self.parameters),
                 "artifacts": {k: {"artifacts": v} for k, v in _input_artifacts(name, task, self.produced).items()},
             },
             "outputs": {
                 "artifacts": {
                     key: {"artifacts": [{"name": key, "uri": f"{task_root}/{key}", "type": spec["artifactType"]}]}
-                    for key, spec in component.get("outputDefinitions", {}).get("artifacts", {}).items()
+                    for key, spec in outputs.get("artifacts", {}).items()
+                },
+                "parameters": {
+                    key: {"outputFile": os.path.join(task_root, "outputs", key)}
+                    for key in outputs.get("parameters", {})
                 },
                 "outputFile": os.path.join(task_root, "output_metadata.json"),
             },
@@ -382,25 +395,20 @@ class _Run:
         for listed in executor_input["outputs"]["artifacts"].values():
             os.makedirs(listed["artifacts"][0]["uri"])  # on GCS a path needs no folder; TFX's local launcher makes them
         container = {**container, "args": container.get("args", [])}
-        log_path = os.path.join(task_root, "log.txt")
-        pre_cache_check = container.get("lifecycle", {}).get("preCacheCheck")
-        if pre_cache_check:
-            driver_output = self._execute(name, {"args": [], **pre_cache_check}, executor_input, log_path)
-            executor_input["inputs"]["parameterValues"].update(driver_output.get("parameterValues", {}))
-            self._merge(executor_input["outputs"]["artifacts"], driver_output)
         sent = json.loads(_payload(executor_input))
-        key = _cache_key(sent, container)
+        key = cache_key(sent, container, component, task)
         cached = self.records.cached(key) if task.get("cachingOptions", {}).get("enableCache") else None
         if cached is not None:
-            return self._done(name, "cached", started, cached, sent)
-        executor_output = self._execute(name, container, executor_input, log_path)
+            return self._done(name, "cached", started, cached[0], sent, cached[1])
+        executor_output = self._execute(name, container, executor_input, os.path.join(task_root, "log.txt"))
         self._merge(executor_input["outputs"]["artifacts"], executor_output)
-        outputs = {
+        artifacts = {
             key: [self.records.record(artifact) for artifact in listed["artifacts"]]
             for key, listed in executor_input["outputs"]["artifacts"].items()
         }
-        self.records.cache(key, outputs)
-        return self._done(name, "ran", started, outputs, sent)
+        parameters = _output_parameters(name, component, executor_input, executor_output)
+        self.records.cache(key, artifacts, parameters)
+        return self._done(name, "ran", started, artifacts, sent, parameters)
 
     def _execute(
         self, name: str, container: Mapping[str, Any], executor_input: Mapping[str, Any], log_path: str
@@ -433,6 +441,24 @@ class _Run:
             if source.get("uri"):
                 target["uri"] = source["uri"]
             target.setdefault("metadata", {}).update(source.get("metadata", {}))
+
+
+def _output_parameters(
+    name: str, component: Mapping[str, Any], executor_input: Mapping[str, Any], executor_output: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The launcher's collectOutputParameters: the ExecutorOutput's values first, else each outputFile."""
+    values = dict(executor_output.get("parameterValues", {}))
+    for key, definition in component.get("outputDefinitions", {}).get("parameters", {}).items():
+        if key in values:
+            continue
+        path = executor_input["outputs"]["parameters"][key]["outputFile"]
+        if not os.path.exists(path):
+            raise SpecError(f"Task {name}: failed to read output parameter name={key!r} path={path!r}")
+        with open(path) as handle:
+            text = handle.read()
+        kind = definition["parameterType"]
+        values[key] = text if kind == "STRING" else json.loads(text)
+    return values
 
 
 def run_spec(

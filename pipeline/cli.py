@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from pipeline import config as config_lib
-from pipeline import console, demo_data
+from pipeline import console, demo_data, early_checks
 
 # Sections of `--help`: top-level config keys by topic (trainer keys have their own sections).
 _SECTIONS = {
@@ -26,8 +26,8 @@ _SECTIONS = {
         "schema_file",
     ),
     "Gate and serving": (
-        "min_accuracy", "max_accuracy_drop", "allow_class_changes", "serving_dir", "model_name", "keep_versions",
-        "tflite",
+        "min_accuracy", "max_accuracy_drop", "allow_class_changes", "allow_data_shift", "serving_dir", "model_name",
+        "keep_versions", "tflite",
     ),
     "Comparison and transfer": ("compare_from_scratch", "base_model"),
     "Pipeline and runtime": (
@@ -187,16 +187,17 @@ EXIT_HELD_BACK = 4
     "--fail-if-not-blessed",
     is_flag=True,
     help=f"Exit {EXIT_NOT_BLESSED} when the gate does not bless the model, {EXIT_HELD_BACK} when a blessed model "
-    "is held back (class set changed), so a scheduler can tell the outcomes apart.",
+    "is held back (class set changed, or a data shift), so a scheduler can tell the outcomes apart.",
 )
 @_config_options
 def run(config_file: str | None, wait_seconds: float, fail_if_not_blessed: bool, **flags: Any) -> None:
     """Run the whole pipeline locally on a folder of labelled images."""
     try:
         config = config_from_flags(config_file, flags)
-    except config_lib.ConfigError as error:
+        early_checks.check_run(config)
+    except (config_lib.ConfigError, early_checks.PathError) as error:
         raise click.ClickException(str(error)) from None
-    from pipeline import local_runner  # TensorFlow and TFX: after the config is known to be good
+    from pipeline import local_runner  # TensorFlow and TFX: after the config and paths are known to be good
 
     try:
         local_runner.preflight(config)
@@ -378,6 +379,14 @@ def config_show(config_file: str | None, **flags: Any) -> None:
 @click.option("--trainer-memory-gib", default=32.0, show_default=True)
 @click.option("--default-cpu", default=2.0, show_default=True)
 @click.option("--default-memory-gib", default=8.0, show_default=True)
+@click.option(
+    "--pvc",
+    "pvc",
+    multiple=True,
+    metavar="NAME:/MOUNT/PATH",
+    help="Mount PersistentVolumeClaim NAME at /MOUNT/PATH in every step (repeatable; .yaml output). "
+    "data_root and serving_dir may then be paths under it.",
+)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML or JSON config file.")
 @_config_options
 def compile_command(
@@ -390,10 +399,23 @@ def compile_command(
     trainer_memory_gib: float,
     default_cpu: float,
     default_memory_gib: float,
+    pvc: tuple[str, ...],
     config_file: str | None,
     **flags: Any,
 ) -> None:
-    """Compile the pipeline for Kubeflow Pipelines v2 (no cluster needed)."""
+    """Compile the pipeline for Kubeflow Pipelines v2 (no cluster needed).
+
+    Prints a warning (stderr) for each path the pipeline's pods cannot reach: a
+    relative path or one under /tmp that no --pvc mount holds, and a pipeline_root
+    that is not a bucket URI.
+    """
+    from kubeflow import volumes
+
+    try:
+        early_checks.require_pinned_image(image)  # before the TFX import (seconds)
+        mounts = tuple(volumes.PvcMount.parse(text) for text in pvc)
+    except config_lib.ConfigError as error:
+        raise click.ClickException(str(error)) from error
     from kubeflow import runner
 
     try:
@@ -407,9 +429,12 @@ def compile_command(
             trainer_memory_gib=trainer_memory_gib,
             default_cpu=default_cpu,
             default_memory_gib=default_memory_gib,
+            pvc_mounts=mounts,
         )
     except config_lib.ConfigError as error:
         raise click.ClickException(str(error)) from error
+    for warning in volumes.local_path_warnings(volumes.cluster_paths(config), mounts):
+        click.echo(warning, err=True)
     click.echo(f"Compiled {target} pipeline to {runner.compile_pipeline(config, kubeflow)}")
 
 
@@ -431,6 +456,10 @@ def kubeflow_dry_run(config_file: str | None, **flags: Any) -> None:
     remote = [path for path in (config.data_root, config.pipeline_root, config.serving_dir) if "://" in path]
     if remote:
         raise click.ClickException(f"kubeflow-dry-run needs local folders; pass local paths instead of {remote}.")
+    try:
+        early_checks.check_run(config)
+    except early_checks.PathError as error:
+        raise click.ClickException(str(error)) from None
     from kubeflow import local_harness
 
     spec = local_harness.compile_for_local_run(config, os.path.join(config.pipeline_root, "pipeline.yaml"))
@@ -440,9 +469,35 @@ def kubeflow_dry_run(config_file: str | None, **flags: Any) -> None:
         raise click.ClickException(str(error)) from error
     for name, task in result.tasks.items():
         click.echo(f"{name:<55} {task.state:<9} {task.seconds:7.1f} s")
-    pushed = result.artifact("Pusher", "pushed_model") or {}
-    destination = pushed.get("metadata", {}).get("pushed_destination")
-    click.echo(f"Pushed {destination}" if destination else "Not pushed (see the Evaluator's blessing).")
+    click.echo(_dry_run_outcome(result))
+
+
+def _dry_run_outcome(result: Any) -> str:
+    """The dry run's last line: what was pushed, or why not, with the gate's numbers (as `run` says it)."""
+    from components import atomic_pusher
+    from components.gate_evaluator import EVALUATOR_ID
+    from pipeline import evaluation
+
+    pushed = (result.artifact(atomic_pusher.PUSHER_ID, "pushed_model") or {}).get("metadata", {})
+    blessing = (result.artifact(EVALUATOR_ID, "blessing") or {}).get("metadata", {})
+    evaluated = result.artifact(EVALUATOR_ID, "evaluation")
+    gate = evaluation.read_gate(evaluated["uri"], bool(blessing.get("blessed"))) if evaluated else None
+    numbers = ""
+    if gate is not None and gate.candidate_accuracy is not None:
+        served = "none" if gate.baseline_accuracy is None else f"{gate.baseline_accuracy:.3f}"
+        numbers = (
+            f" (test accuracy {gate.candidate_accuracy:.3f} on {gate.test_examples} images; served model {served})"
+        )
+    destination = pushed.get("pushed_destination") if pushed.get("pushed") else None
+    if destination and pushed.get(atomic_pusher.PUSH_OUTCOME) == atomic_pusher.ALREADY_SERVED:
+        return f"Already served: {destination}, no new version written{numbers}."
+    if destination:
+        return f"Pushed {destination}{numbers}."
+    if pushed.get(atomic_pusher.NOT_PUSHED_REASON):
+        return f"Held back: {pushed[atomic_pusher.NOT_PUSHED_REASON]}."
+    reasons = "; ".join(gate.reasons) if gate is not None and gate.reasons else "see the Evaluator's blessing"
+    where = f" Evaluation: {evaluated['uri']}" if evaluated else ""
+    return f"Not pushed: not blessed: {reasons}{numbers}.{where}"
 
 
 def _kfp_options(function: Any) -> Any:
@@ -466,7 +521,7 @@ def submit(package: str, endpoint: str | None, experiment: str, run_name: str) -
 
     try:
         created = client.submit(package, endpoint or "", experiment, run_name)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, OSError) as error:  # OSError: a missing package, an unreachable API
         raise click.ClickException(str(error)) from error
     click.echo(f"Created {created.kind} {created.id} in experiment {created.experiment_id}")
 
@@ -481,7 +536,7 @@ def schedule(package: str, endpoint: str | None, experiment: str, cron: str, job
 
     try:
         created = client.schedule(package, endpoint or "", experiment, job_name, cron)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, OSError) as error:  # OSError: a missing package, an unreachable API
         raise click.ClickException(str(error)) from error
     click.echo(f"Created {created.kind} {created.id} in experiment {created.experiment_id}")
 
@@ -505,10 +560,15 @@ def report(run_id: str | None, pipeline_root: str, pipeline_name: str, open_brow
     """(Re)write the HTML model card of a run from MLMD and print its path."""
     import webbrowser
 
-    from pipeline import html_report
-
     # model_construct: only the pipeline root matters for where MLMD lives.
     metadata_path = config_lib.PipelineConfig.model_construct(pipeline_root=pipeline_root).metadata_path
+    default_root = pipeline_root == config_lib.PipelineConfig.model_fields["pipeline_root"].default
+    try:
+        early_checks.check_metadata(metadata_path, pipeline_root, default_root)
+    except early_checks.PathError as error:
+        raise click.ClickException(str(error)) from None
+    from pipeline import html_report
+
     try:
         path = html_report.rewrite_report(metadata_path, pipeline_name, pipeline_root, run_id)
     except LookupError as error:
@@ -551,7 +611,7 @@ def _echo_label_change(change_labels: Callable[[], Any]) -> None:
         change = change_labels()
     except (ValueError, FileNotFoundError, TimeoutError) as error:
         raise click.ClickException(str(error)) from error
-    click.echo(change.format())
+    click.echo(change.format(retry="this command"))
 
 
 @serving.command("list")

@@ -9,6 +9,7 @@ file), owned by ``components/modules/settings.py``. Nothing here does I/O at imp
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from collections.abc import Mapping
@@ -84,11 +85,20 @@ class PipelineConfig(BaseModel):
     )
     min_accuracy: float = Field(0.5, ge=0.0, le=1.0, description="The gate: test accuracy at or above this.")
     max_accuracy_drop: float = Field(
-        0.0, ge=0.0, le=1.0, description="The gate: at most this much below the served (latest blessed) model."
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="The gate: at most this much below the served model (its stable label, else its newest version).",
     )
     allow_class_changes: bool = Field(
         False,
         description="Push a blessed model whose classes differ from the served model's (default: hold it back).",
+    )
+    allow_data_shift: bool = Field(
+        False,
+        description="Push a blessed model even when the served model scores far below its own push-time accuracy "
+        "on this run's test images (their 95% intervals do not overlap: the data or labels changed); "
+        "default: hold it back.",
     )
     tflite: TfliteVariant = Field(
         "float32",
@@ -180,6 +190,9 @@ def _unknown_key(location: str) -> str:
         return f"Config key {key!r} is a Trainer setting: put it under 'trainer:' in the config file."
     parent = location.rsplit(".", 1)[0] if "." in location else ""
     known = _model_at(parent).model_fields
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        return f"Unknown config key {location!r}. Did you mean {'.'.join(filter(None, (parent, close[0])))!r}?"
     return f"Unknown config key {location!r}. Known keys{' of ' + parent if parent else ''}: {', '.join(sorted(known))}"
 
 

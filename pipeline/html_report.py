@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-import math
 import os
 import re
 from typing import Any
@@ -23,6 +22,7 @@ import jinja2
 import tensorflow as tf
 
 from components import splits
+from components.accuracy import accuracy_interval
 from components.modules import reports
 from components.modules.settings import BACKBONES
 from pipeline.run_report import RunReport, read_run_report
@@ -34,7 +34,6 @@ TEMPLATE = "model_card.html.j2"
 IMBALANCE_RATIO = 3.0
 # Per-class test accuracy from fewer images than this gets a warning.
 MIN_CLASS_TEST_EXAMPLES = 10
-_Z95 = 1.96
 _INTENDED_USE = (
     "Classifies one image into exactly one of the classes under Model details, as trained by this pipeline on the images of "
     "its data root. It always answers with one of these classes: an image of something else, or unlike the "
@@ -61,16 +60,6 @@ def read_saved_config(path: str) -> dict[str, Any] | None:
         return None
     with tf.io.gfile.GFile(saved) as handle:
         return json.load(handle)
-
-
-def accuracy_interval(accuracy: float, examples: int) -> tuple[float, float]:
-    """The 95% Wilson score interval of an accuracy measured on ``examples`` images."""
-    if examples <= 0:
-        return 0.0, 1.0
-    denominator = 1 + _Z95**2 / examples
-    centre = (accuracy + _Z95**2 / (2 * examples)) / denominator
-    half = _Z95 * math.sqrt(accuracy * (1 - accuracy) / examples + _Z95**2 / (4 * examples**2)) / denominator
-    return max(centre - half, 0.0), min(centre + half, 1.0)
 
 
 def considerations(report: RunReport) -> list[str]:

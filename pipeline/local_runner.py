@@ -141,22 +141,49 @@ def _check_weights(config: PipelineConfig) -> None:
                 "artifact written by this pipeline's Trainer, e.g. tfx_root/Trainer/model/<id>."
             )
     if settings.weights_kind == "file" and not tf.io.gfile.exists(path):
-        raise model_lib.WeightsError(f"Weights file not found: {path}. {model_lib.WEIGHTS_HELP}")
+        raise model_lib.WeightsError(
+            f"Weights file not found: {path}. Pass the path (or gs://, s3:// URI) of a .weights.h5 file saved for "
+            f"backbone {settings.backbone}, or --weights imagenet / none."
+        )
     # Builds the configured backbone with these weights now: downloads (and caches) ImageNet
     # weights, and a file made for another architecture or alpha fails in seconds.
     try:
         model_lib.build_backbone(settings.backbone, settings.image_size, path, settings.backbone_alpha)
     except model_lib.WeightsError as error:
-        raise model_lib.WeightsError(_weights_hint(str(error), settings)) from None
+        raise model_lib.WeightsError(_weights_hint(str(error), settings, path)) from None
 
 
-def _weights_hint(message: str, settings: TrainerSettings) -> str:
+# Width multipliers that keras.applications MobileNets are built with (imagenet weights exist for these).
+_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+
+
+def _fitting_alpha(settings: TrainerSettings, path: str) -> float | None:
+    """The ``backbone_alpha`` a weights file loads into, for a MobileNet backbone (None: no alpha fits)."""
+    for alpha in _ALPHAS:
+        if alpha == settings.backbone_alpha:
+            continue
+        try:
+            model_lib.build_backbone(settings.backbone, settings.image_size, path, alpha)
+        except (model_lib.WeightsError, ValueError):
+            continue
+        return alpha
+    return None
+
+
+def _weights_hint(message: str, settings: TrainerSettings, path: str) -> str:
     first = message.split(": ", 1)[0] if "does not fit" in message else message
     if "does not fit" not in message:
         return first
-    alpha = f", backbone_alpha={settings.backbone_alpha}" if BACKBONES[settings.backbone].has_alpha else ""
+    if BACKBONES[settings.backbone].has_alpha:
+        alpha = _fitting_alpha(settings, path)
+        if alpha is not None:
+            return (
+                f"{first}: the file has backbone_alpha {alpha} (it loads into {settings.backbone} alpha {alpha}), "
+                f"the config asks for {settings.backbone_alpha}. Set --backbone-alpha {alpha}."
+            )
+    alpha_text = f", backbone_alpha={settings.backbone_alpha}" if BACKBONES[settings.backbone].has_alpha else ""
     return (
-        f"{first}: the file was made for another architecture. Set backbone (now {settings.backbone}{alpha}) "
+        f"{first}: the file was made for another architecture. Set backbone (now {settings.backbone}{alpha_text}) "
         "and image_size to those the file was saved with."
     )
 
@@ -185,5 +212,5 @@ def run(config: PipelineConfig, wait_seconds: float = 0.0, steps: Callable[[int]
         if steps:
             steps(len(pipeline.components))
         # The Pusher runs every time: it pushes again if the served version was lost.
-        uncached_nodes.UncachedNodesRunner(runner, uncached_nodes.pusher_ids(pipeline)).run(pipeline)
+        uncached_nodes.UncachedNodesRunner(runner, uncached_nodes.uncached_ids(pipeline)).run(pipeline)
         return read_run_report(config.metadata_path, config.pipeline_name)

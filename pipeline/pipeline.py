@@ -7,7 +7,6 @@ import os
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx.components import (
-    Evaluator,
     ExampleValidator,
     StatisticsGen,
     Trainer,
@@ -15,8 +14,6 @@ from tfx.components import (
 )
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.common.importer import Importer
-from tfx.dsl.components.common.resolver import Resolver
-from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 from tfx.orchestration.pipeline import Pipeline
 from tfx.proto import trainer_pb2, transform_pb2
 from tfx.types import standard_artifacts
@@ -24,7 +21,8 @@ from tfx.types.channel import Channel
 
 import components.modules
 import schemas
-from components import atomic_pusher, image_example_gen, image_files, splits
+from components import atomic_pusher, image_example_gen, image_files, served_model, splits
+from components.gate_evaluator import EVALUATOR_ID, GateEvaluator
 from components.modules import features
 from components.modules.settings import TrainerSettings, TransformSettings
 from pipeline.config import PipelineConfig
@@ -58,8 +56,8 @@ def gate_threshold(min_accuracy: float, max_accuracy_drop: float) -> tfma.Metric
 
     Args:
       min_accuracy: Absolute lower bound of test accuracy.
-      max_accuracy_drop: How much lower than the latest blessed model the
-        candidate may be (0.0: no worse).
+      max_accuracy_drop: How much lower than the served model the candidate
+        may be (0.0: no worse).
     """
     return tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}),
@@ -74,8 +72,7 @@ def eval_config(threshold: tfma.MetricThreshold | None) -> tfma.EvalConfig:
     """Accuracy, example counts and the confusion matrix overall and per class; ``threshold`` gates the overall slice.
 
     Without a threshold the Evaluator measures and blesses nothing (the from-scratch
-    comparison: a blessing there would make the Resolver take an ungated model as
-    the served baseline).
+    comparison, which judges transfer, not whether to serve).
     """
     per_slice = [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)]
     return tfma.EvalConfig(
@@ -124,11 +121,11 @@ def _trainer(
     )
 
 
-def _evaluator(examples: Channel, model: Channel, baseline: Channel, config: tfma.EvalConfig) -> Evaluator:
+def _evaluator(examples: Channel, model: Channel, baseline: Channel, config: tfma.EvalConfig) -> GateEvaluator:
     """TFMA on the ``test`` split only: data no Trainer read or selected on."""
-    return Evaluator(
+    return GateEvaluator(
         examples=examples, model=model, baseline_model=baseline, eval_config=config, example_splits=[splits.TEST]
-    )
+    ).with_id(EVALUATOR_ID)
 
 
 def create_pipeline(
@@ -184,15 +181,12 @@ def create_pipeline(
             "base_model_importer"
         )
     trainer = _trainer(config, config.trainer, transform, schema, base_model.outputs["result"] if base_model else None)
-    model_resolver = Resolver(
-        strategy_class=LatestBlessedModelStrategy,
-        model=Channel(type=standard_artifacts.Model),
-        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    # The baseline is what clients get now: read from the serving directory on every run.
+    served = served_model.create_served_model(config.model_push_dir)
     evaluator = _evaluator(
         examples,
         trainer.outputs["model"],
-        model_resolver.outputs["model"],
+        served.outputs[served_model.MODEL_KEY],
         eval_config(gate_threshold(config.min_accuracy, config.max_accuracy_drop)),
     )
     pusher = atomic_pusher.create_pusher(
@@ -202,9 +196,11 @@ def create_pipeline(
         atomic_pusher.PusherSettings(
             keep_versions=config.keep_versions,
             allow_class_changes=config.allow_class_changes,
+            allow_data_shift=config.allow_data_shift,
             tflite=config.tflite,
         ),
         evaluation=evaluator.outputs["evaluation"],
+        served=served.outputs[served_model.MODEL_KEY],
     )
     comparison = []
     if config.compare_from_scratch:
@@ -227,7 +223,7 @@ def create_pipeline(
             transform,
             *([base_model] if base_model else []),
             trainer,
-            model_resolver,
+            served,
             evaluator,
             pusher,
             *comparison,

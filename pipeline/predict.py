@@ -138,8 +138,23 @@ def resolve_model_dir(model_dir: str) -> str:
     if newest is None:
         raise FileNotFoundError(
             f"No SavedModel in {model_dir!r}: expected saved_model.pb there or in a numeric version sub-folder."
+            + _model_base_hint(model_dir)
         )
     return newest
+
+
+def _model_base_hint(model_dir: str) -> str:
+    """The "did you mean --model-dir X?" sentence when ``model_dir`` is a serving directory holding model base paths."""
+    if not tf.io.gfile.isdir(model_dir):
+        return ""
+    bases = sorted(
+        os.path.join(model_dir, name.rstrip("/"))
+        for name in tf.io.gfile.listdir(model_dir)
+        if serving_dir.newest_model_dir(os.path.join(model_dir, name.rstrip("/")))
+    )
+    if not bases:
+        return ""
+    return f" It is a serving directory: did you mean --model-dir {' or '.join(bases)}?"
 
 
 def local_classifier(model_dir: str) -> Classifier:

@@ -12,7 +12,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
-from components import atomic_pusher, image_example_gen
+from components import atomic_pusher, image_example_gen, served_model
 from components.modules import reports
 from components.modules.settings import TrainingSummary
 from pipeline import evaluation
@@ -33,7 +33,7 @@ class StepTiming:
     """One execution of a run, timed by MLMD.
 
     Attributes:
-      name: The node id (``Trainer``, ``latest_blessed_model_resolver``).
+      name: The node id (``Trainer``, ``served_model``).
       state: ``ran``, ``cached``, ``failed``, ``running`` (never finished) or ``canceled``.
       started: When MLMD registered the execution (seconds since the epoch).
       seconds: From registration to the last update (the publish); small for a cached step.
@@ -73,6 +73,9 @@ class RunReport:
     comparison: GateResult | None = None
     pushed_to: str | None = None
     not_pushed_reason: str = ""
+    push_outcome: str = ""
+    served_version: int = 0
+    served_by: str = ""
     pipeline_name: str = ""
     started_at: float | None = None
     steps: list[StepTiming] = dataclasses.field(default_factory=list)
@@ -155,6 +158,8 @@ class RunReport:
         lines = []
         if self.gate is not None:
             served = _fmt(self.gate.baseline_accuracy) if self.gate.baseline_accuracy is not None else "none yet"
+            if self.served_version and self.gate.baseline_accuracy is not None:
+                served += f" (version {self.served_version}, its {self.served_by})"
             lines.append(
                 f"  test accuracy (gate, {self.gate.test_examples} held-out images): candidate "
                 f"{_fmt(self.gate.candidate_accuracy)}, served model {served}"
@@ -177,6 +182,8 @@ class RunReport:
             return "nothing pushed"
         if not tf.io.gfile.exists(self.pushed_to):
             return f"{self.pushed_to} (MISSING on disk: the serving directory and MLMD disagree)"
+        if self.push_outcome == atomic_pusher.ALREADY_SERVED:
+            return f"{self.pushed_to} (already served: nothing copied)"
         return self.pushed_to
 
 
@@ -363,6 +370,10 @@ def _add_outputs(report: RunReport, outputs: dict[str, dict[str, metadata_store_
             if _custom(pushed, "pushed"):
                 report.pushed_to = _custom(pushed, "pushed_destination")
             report.not_pushed_reason = _custom(pushed, atomic_pusher.NOT_PUSHED_REASON) or ""
+            report.push_outcome = _custom(pushed, atomic_pusher.PUSH_OUTCOME) or ""
+        if node == served_model.SERVED_MODEL_ID and "Model" in artifacts:
+            report.served_version = int(_custom(artifacts["Model"], served_model.SERVED_VERSION) or 0)
+            report.served_by = _custom(artifacts["Model"], served_model.SERVED_BY) or ""
 
 
 def gate_bounds(eval_config_json: str) -> GateBounds:

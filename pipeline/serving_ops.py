@@ -5,7 +5,7 @@ Layout (every path goes through ``tf.io.gfile``: a local disk, a PVC, gs:// or s
     <serving_dir>/models.config                    TF Serving's --model_config_file (written here)
     <serving_dir>/<model>/<version>/               a version, as the Pusher writes it
     <serving_dir>/<model>/<version>/assets.extra/push_info.json       what the push knew
-    <serving_dir>/<model>/<version>/assets.extra/serving_status.json  stable since / rolled back at
+    <serving_dir>/<model>/<version>/assets.extra/serving_status.json  listed since / stable since / rolled back at
 
 TF Serving refuses to move a label that exists already onto a version it has not
 loaded yet (``--allow_version_labels_for_unavailable_models`` only admits new
@@ -13,7 +13,9 @@ labels, tensorflow/serving#1230), and a refused config also keeps the new
 versions from loading. So a label moves only onto a version that the config
 file listed for at least one poll of the server; otherwise the call lists the
 version (the server loads it) and reports the label as pending: run the same
-command again after ``SETTLE_SECONDS``. The config lists the labelled versions
+command again once the version has been listed for ``SETTLE_SECONDS`` (each
+version's ``listed_since`` is kept in its status file; an unchanged config is
+never rewritten). The config lists the labelled versions
 plus the stable version's rollback target, so that ``rollback`` is one step.
 Versions are never deleted here: a rolled-back version stays, with its status.
 """
@@ -25,6 +27,7 @@ import dataclasses
 import datetime
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -44,6 +47,7 @@ CANARY = "canary"
 MODEL_CONFIG_FILE = "models.config"
 PUSH_INFO_FILE = "push_info.json"
 STATUS_FILE = "serving_status.json"
+LISTED_SINCE = "listed_since"  # in the status file: when the model config first listed the version
 # --model_config_file_poll_wait_seconds in kubeflow/serving/tf-serving.yaml.
 CONFIG_POLL_SECONDS = 60
 SETTLE_SECONDS = CONFIG_POLL_SECONDS + 15
@@ -90,22 +94,28 @@ class LabelChange:
       labels: The labels as written.
       versions: The versions the config lists, oldest first.
       pending: Labels that could not move yet, with their target version (which
-        is now listed): run the command again after ``SETTLE_SECONDS``.
+        is now listed): run the command again after ``wait_seconds``.
+      wait_seconds: Pending label -> seconds until its version has been listed
+        for ``SETTLE_SECONDS``.
+      written: Whether the file changed (an unchanged config is never rewritten).
     """
 
     config_path: str
     labels: dict[str, int]
     versions: tuple[int, ...]
     pending: dict[str, int]
+    wait_seconds: dict[str, int] = dataclasses.field(default_factory=dict)
+    written: bool = True
 
-    def format(self) -> str:
-        """A short human-readable summary."""
+    def format(self, retry: str = "this command") -> str:
+        """A short human-readable summary; ``retry`` names the command that moves a pending label."""
         labels = ", ".join(f"{label}={version}" for label, version in sorted(self.labels.items()))
-        lines = [f"Wrote {self.config_path}: {labels}; serving versions {list(self.versions)}."]
+        verb = "Wrote" if self.written else "Unchanged"
+        lines = [f"{verb} {self.config_path}: {labels}; serving versions {list(self.versions)}."]
         for label, version in sorted(self.pending.items()):
+            wait = self.wait_seconds.get(label, SETTLE_SECONDS)
             lines.append(
-                f"Pending: {label} moves to {version} once TF Serving has loaded it; "
-                f"run this command again in {SETTLE_SECONDS} s."
+                f"Pending: {label} moves to {version} once TF Serving has loaded it; run {retry} again in {wait} s."
             )
         return "\n".join(lines)
 
@@ -171,6 +181,28 @@ def listed_versions(serving_dir: str, model_name: str) -> set[int]:
     return set(entry.model_version_policy.specific.versions) | set(entry.version_labels.values())
 
 
+def served_version(serving_dir: str, model_name: str) -> tuple[int, str] | None:
+    """The version clients get and why: ``(version, "stable label")`` or ``(version, "newest version")``.
+
+    TF Serving with this model config answers unlabelled requests from the
+    ``stable`` version where the config labels one; without a config it serves
+    the newest complete version. None when no complete version exists yet.
+    """
+    base = os.path.join(serving_dir, model_name)
+    stable = _current_labels(serving_dir, model_name).get(STABLE)
+    if stable is not None and version_dirs.is_complete(os.path.join(base, str(stable))):
+        return stable, f"{STABLE} label"
+    newest = version_dirs.newest_model_dir(base)
+    if newest is None:
+        return None
+    return int(os.path.basename(newest)), "newest version"
+
+
+def read_push_info(version_dir: str) -> dict[str, Any]:
+    """What the Pusher recorded with a version (``record_push_info``); empty if nothing."""
+    return _read_json(os.path.join(version_dir, "assets.extra", PUSH_INFO_FILE))
+
+
 def describe_versions(serving_dir: str, model_name: str) -> list[VersionInfo]:
     """Every version folder of the model, oldest first, with labels, push info and status."""
     base = os.path.join(serving_dir, model_name)
@@ -202,7 +234,7 @@ def format_versions(versions: list[VersionInfo]) -> str:
     """A table of ``describe_versions``, newest first."""
     if not versions:
         return "No versions."
-    rows = [("version", "labels", "served", "accuracy", "pipeline run", "pushed at", "note")]
+    rows = [("version", "labels", "in models.config", "accuracy", "pipeline run", "pushed at", "note")]
     for info in reversed(versions):
         note = "incomplete (no saved_model.pb)" if not info.complete else ""
         if info.rolled_back_at:
@@ -325,9 +357,17 @@ def _apply(
     server_base_path: str | None,
     settle_seconds: float,
 ) -> LabelChange:
-    """Writes the wanted labels, holding back moves onto versions the server may not have loaded."""
+    """Writes the wanted labels, holding back moves onto versions the server may not have loaded.
+
+    A label moves onto a version only once the config has listed that version for
+    ``settle_seconds`` (TF Serving polls the file, then loads the version). When
+    each version was first listed is kept in its status file (``listed_since``), so
+    neither a pending call nor another label's move restarts a version's clock, and
+    the stable version's rollback target stays listed: a rollback never waits.
+    """
     with config_lock(serving_dir):
         config = read_model_config(serving_dir)
+        before = text_format.MessageToString(config)
         entry = _entry(config, model_name)
         if entry is None:
             entry = config.model_config_list.config.add(
@@ -337,11 +377,13 @@ def _apply(
             )
         current = dict(entry.version_labels)
         listed = set(entry.model_version_policy.specific.versions)
-        settled = _age_seconds(model_config_path(serving_dir)) >= settle_seconds
-        labels, pending = {}, {}
+        config_age = _age_seconds(model_config_path(serving_dir))
+        ages = {version: _listed_age(serving_dir, model_name, version, config_age) for version in listed}
+        labels, pending, wait = {}, {}, {}
         for label, version in wanted.items():
-            if label in current and current[label] != version and not (version in listed and settled):
+            if label in current and current[label] != version and not ages.get(version, 0.0) >= settle_seconds:
                 labels[label], pending[label] = current[label], version
+                wait[label] = math.ceil(settle_seconds - ages.get(version, 0.0))
             else:
                 labels[label] = version
         standby = _rollback_target(serving_dir, model_name, labels[STABLE])
@@ -350,10 +392,43 @@ def _apply(
         entry.version_labels.update(labels)
         entry.model_version_policy.specific.ClearField("versions")
         entry.model_version_policy.specific.versions.extend(sorted(versions))
-        path = write_model_config(serving_dir, config)
+        path = model_config_path(serving_dir)
+        written = text_format.MessageToString(config) != before or not tf.io.gfile.exists(path)
+        if written:
+            write_model_config(serving_dir, config)
+        _record_listing(serving_dir, model_name, listed, versions, ages)
         if current.get(STABLE) != labels[STABLE]:
             _update_status(serving_dir, model_name, labels[STABLE], stable_since=_now())
-        return LabelChange(path, labels, tuple(sorted(versions)), pending)
+        return LabelChange(path, labels, tuple(sorted(versions)), pending, wait, written)
+
+
+def _listed_age(serving_dir: str, model_name: str, version: int, fallback: float) -> float:
+    """Seconds since the config first listed ``version``; ``fallback`` (the config's age) if never recorded."""
+    since = _read_json(_status_path(serving_dir, model_name, version)).get(LISTED_SINCE)
+    try:
+        return time.time() - datetime.datetime.fromisoformat(since).timestamp()
+    except (TypeError, ValueError):
+        return fallback
+
+
+def _record_listing(
+    serving_dir: str, model_name: str, before: set[int], after: set[int], ages: dict[int, float]
+) -> None:
+    """Keeps each version's ``listed_since``: set when it joins the list, dropped when it leaves."""
+    now = time.time()
+    for version in sorted(after):
+        status = _read_json(_status_path(serving_dir, model_name, version))
+        if version not in before:
+            _update_status(serving_dir, model_name, version, **{LISTED_SINCE: _now()})
+        elif LISTED_SINCE not in status and math.isfinite(ages[version]):
+            _update_status(serving_dir, model_name, version, **{LISTED_SINCE: _iso(now - ages[version])})
+    for version in sorted(before - after):
+        path = _status_path(serving_dir, model_name, version)
+        status = _read_json(path)
+        if status.pop(LISTED_SINCE, None) is not None and version_dirs.is_complete(
+            os.path.dirname(os.path.dirname(path))
+        ):
+            _write_whole(path, json.dumps(status, indent=2, sort_keys=True))
 
 
 @contextlib.contextmanager
@@ -417,8 +492,12 @@ def _require_complete(serving_dir: str, model_name: str, version: int) -> None:
         )
 
 
+def _status_path(serving_dir: str, model_name: str, version: int) -> str:
+    return os.path.join(serving_dir, model_name, str(version), "assets.extra", STATUS_FILE)
+
+
 def _update_status(serving_dir: str, model_name: str, version: int, **fields: str) -> None:
-    path = os.path.join(serving_dir, model_name, str(version), "assets.extra", STATUS_FILE)
+    path = _status_path(serving_dir, model_name, version)
     status = {**_read_json(path), **fields}
     tf.io.gfile.makedirs(os.path.dirname(path))
     _write_whole(path, json.dumps(status, indent=2, sort_keys=True))
@@ -464,4 +543,8 @@ def _age_seconds(path: str) -> float:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return _iso(time.time())
+
+
+def _iso(unix_seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(unix_seconds, datetime.timezone.utc).isoformat(timespec="seconds")

@@ -25,10 +25,14 @@ from tfx.orchestration.pipeline import Pipeline
 from tfx.orchestration.portable import tfx_runner
 from tfx.proto.orchestration import pipeline_pb2
 
+from components.served_model import ServedModel
 
-def pusher_ids(pipeline: Pipeline) -> list[str]:
-    """The ids of the pipeline's Pusher components."""
-    return [component.id for component in pipeline.components if isinstance(component, Pusher)]
+_LOOK_AT_THE_WORLD = (Pusher, ServedModel)
+
+
+def uncached_ids(pipeline: Pipeline) -> list[str]:
+    """The ids of the nodes that read the serving directory: every Pusher and served-model step."""
+    return [component.id for component in pipeline.components if isinstance(component, _LOOK_AT_THE_WORLD)]
 
 
 def disable_cache(ir: pipeline_pb2.Pipeline, node_ids: Collection[str]) -> None:

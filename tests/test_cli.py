@@ -72,6 +72,7 @@ def test_run_rejects_bad_values_and_missing_weights(tmp_path: object) -> None:
     assert result.exit_code == 1 and "min_accuracy: Input should be less than or equal to 1" in result.output
     result = _run("run", "--data-root", data, "--weights", "/missing/backbone.weights.h5")
     assert result.exit_code == 1 and "Weights file not found: /missing/backbone.weights.h5" in result.output
+    assert "ImageNet" not in result.output and "keras-applications" not in result.output  # not the offline hint
     result = _run("run", "--data-root", data, "--backbone", "AlexNet")
     assert result.exit_code == 1 and "Unknown backbone. Expected one of MobileNetV2" in result.output
     result = _run("run", "--data-root", data, "--backbone", f"savedmodel:{tmp_path}/missing", "--image-size", "32")
@@ -93,8 +94,8 @@ def test_preflight_catches_wrong_weights_and_unwritable_folders_before_any_work(
     result = _run(*common, "--weights", weights, "--backbone-alpha", "0.35")
     assert result.exit_code == 1 and "Traceback" not in result.output
     error = result.output.strip().splitlines()[-1]  # the error is one line (logged progress comes before it)
-    assert error.startswith("Error: Weights file") and "made for another architecture" in error
-    assert "backbone_alpha=0.35" in error
+    assert error.startswith("Error: Weights file") and "the file has backbone_alpha 0.5" in error
+    assert "the config asks for 0.35. Set --backbone-alpha 0.5." in error
     blocker = write(os.path.join(str(tmp_path), "a_file"), b"x")
     result = _run(*common, "--weights", "none", "--serving-dir", os.path.join(blocker, "serving"))
     assert result.exit_code == 1 and f"Cannot create {os.path.join(blocker, 'serving')!r}" in result.output
@@ -183,3 +184,78 @@ def test_a_real_run_prints_a_short_quiet_console_and_logs_the_rest(tmp_path: obj
     assert "bdist_wheel" in log  # the user-module wheel build's output
     assert "Creating temporary sdist" not in log  # in-process Beam workers need no TFX sdist
     assert all(f"Epoch {epoch}/3 (stage 1)" in log for epoch in (1, 2, 3))
+
+
+def test_a_dry_run_that_pushes_nothing_says_why_with_the_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubeflow import local_harness
+    from pipeline import evaluation
+
+    def task(name: str, outputs: dict) -> local_harness.TaskResult:
+        return local_harness.TaskResult(name, "ran", 1.0, outputs)
+
+    result = local_harness.RunResult(
+        "run",
+        "/root/run",
+        {
+            "Evaluator": task(
+                "Evaluator",
+                {
+                    "evaluation": [{"uri": "/root/run/Evaluator/x/evaluation", "metadata": {}}],
+                    "blessing": [{"uri": "/b", "metadata": {"blessed": 0}}],
+                },
+            ),
+            "Pusher": task("Pusher", {"pushed_model": [{"uri": "/p", "metadata": {"pushed": 0}}]}),
+        },
+    )
+    gate = evaluation.GateResult(
+        blessed=False,
+        candidate_accuracy=0.612,
+        test_examples=49,
+        reasons=["test accuracy 0.612 is below min_accuracy 0.800"],
+    )
+    monkeypatch.setattr(evaluation, "read_gate", lambda uri, blessed: gate)
+    assert cli._dry_run_outcome(result) == (
+        "Not pushed: not blessed: test accuracy 0.612 is below min_accuracy 0.800 "
+        "(test accuracy 0.612 on 49 images; served model none). Evaluation: /root/run/Evaluator/x/evaluation"
+    )
+
+
+def _cli_subprocess(*args: str, cwd: str | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    """The real `image-pipeline` entry point in a fresh interpreter, timed (the heavy imports are the cost)."""
+    import time
+
+    started = time.monotonic()
+    command = [sys.executable, "-c", "from pipeline.cli import main; main()", *args]
+    process = subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=300)
+    return process, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--data-root", "/no/such/folder"], "Data root '/no/such/folder' does not exist"),
+        (["run", "--data-root", "{data}", "--weights", "/missing.weights.h5"], "Weights file not found: /missing.weights.h5"),
+        (["compile", "--image", "myimg:latest"], "image must be pinned by tag or digest"),
+        (["report", "--run", "7", "--pipeline-root", "{data}/nope"], "No MLMD database at {data}/nope/metadata.sqlite"),
+        (["run", "--data-root", "{data}/a"], "looks like a class folder: 2 images sit directly in it"),
+    ],
+)  # fmt: skip
+def test_path_mistakes_are_one_line_before_tensorflow_is_imported(tmp_path: object, args: list, message: str) -> None:
+    data = os.path.join(str(tmp_path), "data")
+    for index in (1, 2):
+        write(os.path.join(data, "a", f"{index}.png"), encode(solid((1, 2, 3)), "PNG"))
+    write(os.path.join(data, "b", "1.png"), encode(solid((3, 2, 1)), "PNG"))
+    args = [arg.replace("{data}", data) for arg in args]
+    process, seconds = _cli_subprocess(*args, cwd=str(tmp_path))
+    assert process.returncode == 1, process.stderr
+    lines = process.stderr.strip().splitlines()
+    assert lines == [lines[-1]] and lines[-1].startswith("Error: ")
+    assert message.replace("{data}", data) in lines[-1]
+    assert seconds < 8, f"{seconds:.1f} s: the check ran after the TensorFlow import"
+
+
+def test_report_without_a_pipeline_root_names_the_flag(tmp_path: object) -> None:
+    process, _ = _cli_subprocess("report", "--run", "7", cwd=str(tmp_path))
+    assert process.returncode == 1
+    assert "No MLMD database at tfx_root/metadata.sqlite" in process.stderr
+    assert "pass --pipeline-root with the pipeline_root the run used" in process.stderr

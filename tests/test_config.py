@@ -78,7 +78,9 @@ def test_saved_model_backbones_from_a_yaml_file(tmp_path: object) -> None:
     ("values", "message"),
     [
         ({}, "data_root is required"),
-        ({"data_root": "/d", "imgsize": 3}, "Unknown config key 'imgsize'"),
+        ({"data_root": "/d", "imgsize": 3}, "Unknown config key 'imgsize'. Known keys: "),
+        ({"data_root": "/d", "min_acuracy": 0.9}, "Unknown config key 'min_acuracy'. Did you mean 'min_accuracy'?"),
+        ({"data_root": "/d", "trainer": {"stage1_epoch": 2}}, "Did you mean 'trainer.stage1_epochs'?"),
         ({"data_root": "/d", "image_size": 96}, "'image_size' is a Trainer setting: put it under 'trainer:'"),
         ({"data_root": "/d", "eval_percent": 20}, "'eval_percent' was replaced by validation_percent and test_percent"),
         ({"data_root": "/d", "trainer": {"image_size": "big"}}, "trainer.image_size: Input should be a valid integer"),

@@ -135,3 +135,20 @@ def test_clear_errors_before_any_call(kfp_server: FakeKfp, tmp_path: object) -> 
     with pytest.raises(ValueError, match="No KFP endpoint"):
         client.submit(GOLDEN, "", "e", "r")
     assert kfp_server.calls == []
+
+
+def test_an_unreachable_api_is_one_line_naming_the_fix() -> None:
+    import socket
+
+    from click.testing import CliRunner
+
+    from pipeline import cli
+
+    with socket.socket() as probe:  # a loopback port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    result = CliRunner().invoke(cli.main, ["submit", "--package", GOLDEN, "--endpoint", endpoint])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: Cannot reach the Kubeflow Pipelines API at {endpoint}")
+    assert "Connection refused" in lines[0] and "port-forward" in lines[0] and "object at" not in lines[0]

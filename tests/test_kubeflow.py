@@ -52,20 +52,56 @@ def test_parameters_reach_the_executor_as_the_kfp_2_launcher_passes_them(compile
     spec = compiled["spec"]
     assert spec["schemaVersion"] == "2.1.0"
     assert "constantValue" not in compiled["text"]
-    for executor in spec["deploymentSpec"]["executors"].values():
-        if "container" in executor:
+    for label, executor in spec["deploymentSpec"]["executors"].items():
+        if label != "IngestSnapshot_executor":
             assert "--json_serialized_inputs_spec_args" in executor["container"]["args"]
+
+
+def test_open_source_kfp_accepts_the_spec(compiled: dict) -> None:
+    # No resolver or customJob executor (argocompiler/dag.go refuses them), no lifecycle hook (never run there).
+    from kubeflow import local_harness
+
+    spec = compiled["spec"]
+    assert local_harness.open_source_errors(spec) == []
+    assert local_harness.lifecycle_hooks(spec) == []
+    assert {kind for executor in spec["deploymentSpec"]["executors"].values() for kind in executor} == {"container"}
+    assert "resolver" not in compiled["text"] and "lifecycle" not in compiled["text"]
+
+
+def test_the_example_gen_reads_span_and_fingerprint_from_the_snapshot_step(compiled: dict) -> None:
+    # The ExampleGen's cache key (input parameter values) changes exactly when the span's files do.
+    tasks = compiled["spec"]["root"]["dag"]["tasks"]
+    gen = tasks["FileBasedExampleGen"]
+    assert "IngestSnapshot" in gen["dependentTasks"]
+    for key in ("input_config", "span", "input_fingerprint"):
+        assert gen["inputs"]["parameters"][key]["taskOutputParameter"]["producerTask"] == "IngestSnapshot"
+    snapshot = tasks["IngestSnapshot"]["inputs"]["parameters"]
+    assert "span-{SPAN:4}/*/*" in snapshot["input_config"]["runtimeValue"]["constant"]
+    args = compiled["spec"]["deploymentSpec"]["executors"]["FileBasedExampleGen_executor"]["container"]["args"]
+    types = json.loads(args[args.index("--json_serialized_inputs_spec_args") + 1])["parameters"]
+    assert types["span"] == {"parameterType": "NUMBER_INTEGER"}  # TFX's entrypoint reads span as an int
+
+
+def test_the_evaluator_baseline_is_the_served_model_step(compiled: dict) -> None:
+    tasks = compiled["spec"]["root"]["dag"]["tasks"]
+    baseline = tasks["Evaluator"]["inputs"]["artifacts"]["baseline_model"]["taskOutputArtifact"]
+    assert baseline == {"producerTask": "served_model", "outputArtifactKey": "model"}
+    assert _parameter(compiled["spec"], "served_model", "serving_model_dir") == (
+        "gs://image-transfer-data/serving/image_classifier"
+    )
 
 
 def test_the_pipeline_root_is_in_the_spec(compiled: dict) -> None:
     assert compiled["spec"]["defaultPipelineRoot"] == load_config(CONFIG, {}).pipeline_root
 
 
-def test_the_pusher_never_reuses_a_cached_result(compiled: dict) -> None:
-    # A cached Pusher would not notice a lost serving directory (pipeline/uncached_nodes.py).
+def test_the_steps_that_look_at_the_world_never_reuse_a_cached_result(compiled: dict) -> None:
+    # A cached Pusher would not notice a lost serving directory, a cached served-model step would hand
+    # the gate yesterday's baseline, a cached snapshot would miss a new drop (pipeline/uncached_nodes.py).
     tasks = compiled["spec"]["root"]["dag"]["tasks"]
     caching = {name: task["cachingOptions"]["enableCache"] for name, task in tasks.items() if "cachingOptions" in task}
-    assert caching.pop("Pusher") is False
+    for name in ("Pusher", "served_model", "IngestSnapshot"):
+        assert caching.pop(name) is False
     assert caching and all(caching.values()), caching
 
 
@@ -81,10 +117,11 @@ def test_uncaching_an_unknown_task_fails() -> None:
 
 def test_every_step_runs_the_pinned_image(compiled: dict) -> None:
     executors = compiled["spec"]["deploymentSpec"]["executors"]
-    containers = [executor["container"] for executor in executors.values() if "container" in executor]
-    assert len(containers) == 8
-    assert {container["image"] for container in containers} == {IMAGE}
-    assert all("kubeflow_v2_run_executor" in " ".join(container["command"]) for container in containers)
+    containers = {label: executor["container"] for label, executor in executors.items()}
+    assert len(containers) == 10
+    assert {container["image"] for container in containers.values()} == {IMAGE}
+    assert containers.pop("IngestSnapshot_executor")["command"] == ["python", "-m", "components.ingest_snapshot"]
+    assert all("kubeflow_v2_run_executor" in " ".join(container["command"]) for container in containers.values())
 
 
 def test_only_the_trainer_gets_a_gpu(compiled: dict) -> None:
@@ -123,20 +160,19 @@ def test_missing_resources_are_filled_and_others_kept() -> None:
         "components": {
             "Gen": {"executorLabel": "Gen_executor"},
             "Trainer": {"executorLabel": "Trainer_executor"},
-            "Resolver": {"executorLabel": "Resolver_executor"},
         },
         "deploymentSpec": {
             "executors": {
                 "Gen_executor": {"container": {"image": IMAGE}},
                 "Trainer_executor": {"container": {"image": IMAGE, "resources": {"cpuLimit": 1.0}}},
-                "Resolver_executor": {"resolver": {}},
+                "Importer_executor": {"importer": {}},
             }
         },
     }
     filled = runner.with_missing_resources(spec, kubeflow)["deploymentSpec"]["executors"]
     assert filled["Gen_executor"]["container"]["resources"] == {"cpuLimit": 3.0, "memoryLimit": 12.0}
     assert filled["Trainer_executor"]["container"]["resources"] == {"cpuLimit": 1.0}
-    assert filled["Resolver_executor"] == {"resolver": {}}
+    assert filled["Importer_executor"] == {"importer": {}}
     assert "resources" not in spec["deploymentSpec"]["executors"]["Gen_executor"]["container"]  # input untouched
 
 
@@ -150,7 +186,8 @@ def test_parameters_come_from_the_config_and_code_from_the_image(compiled: dict)
     tasks = spec["root"]["dag"]["tasks"]
     assert "module_file" not in tasks["Trainer"]["inputs"]["parameters"]
     assert _parameter(spec, "FileBasedExampleGen", "input_base") == "gs://image-transfer-data/images"
-    assert "span-{SPAN:4}/*/*" in _parameter(spec, "FileBasedExampleGen", "input_config")
+    assert _parameter(spec, "IngestSnapshot", "input_base") == "gs://image-transfer-data/images"
+    assert "span-{SPAN:4}/*/*" in _parameter(spec, "IngestSnapshot", "input_config")
     assert "gs://image-transfer-data/serving/image_classifier" in _parameter(spec, "Pusher", "push_destination")
     assert _parameter(spec, "ImportSchemaGen", "schema_file") == "/app/schemas/schema.pbtxt"
     assert spec["sdkVersion"] == "tfx-1.16.0"

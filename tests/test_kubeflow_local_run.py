@@ -1,114 +1,200 @@
-"""The compiled Kubeflow spec runs: each task through its own container command, on a local pipeline root.
+"""Scheduled retraining through the compiled Kubeflow spec, by open-source KFP's rules.
 
-kubeflow/local_harness.py gives each task the executorInput KFP's launcher would
-and runs ``python -m tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor``
-(and the ExampleGen driver) as compiled; its docstring lists what it does not reproduce.
+kubeflow/local_harness.py gives each task the executorInput KFP's driver and
+launcher would, runs its container command, computes cache keys from the fields
+of the backend's ``cache.go``, never runs ``lifecycle`` hooks and refuses resolver
+executors (its docstring lists what it does not reproduce). Four nightly runs of
+one compiled spec over one pipeline root and serving directory:
+
+1. span 1 arrives: trained, gated with no baseline, pushed;
+2. span 2 arrives: read, gated against span 1's served version, pushed;
+3. nothing new: no ExampleGen, Transform or Trainer run, nothing pushed;
+4. span 3 holds span 2's images with shuffled labels: the served model's accuracy
+   on it falls far below its push-time accuracy, so the candidate is held back
+   (the gate's own bounds are open here, so the data-shift rule alone decides).
 """
 
 from __future__ import annotations
 
 import copy
 import os
-import shutil
+import random
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import serving_dir
-from kubeflow import local_harness
-from tests.helpers import encode, noise_folder, solid, tiny_run_config
+from components import atomic_pusher, serving_dir
+from kubeflow import local_harness, runner
+from pipeline import demo, serving_ops
+from tests.helpers import encode, solid, tiny_run_config, write
 
 pytestmark = pytest.mark.slow
 
-CONTAINER_TASKS = {
-    "FileBasedExampleGen",
-    "ImportSchemaGen",
-    "StatisticsGen",
-    "ExampleValidator",
-    "Transform",
-    "Trainer",
-    "Evaluator",
-    "Pusher",
-}
-RESOLVER_TASKS = {
-    "latest_blessed_model_resolver-model-blessing-resolver",
-    "latest_blessed_model_resolver-model-resolver",
-}
+TRAINING = {"FileBasedExampleGen", "StatisticsGen", "ExampleValidator", "Transform", "Trainer"}
+EVERY_RUN = {"IngestSnapshot", "served_model", "Pusher"}  # never cached: they look at the data and serving dirs
+COLORS = {"red": (210, 30, 30), "blue": (30, 30, 210)}
+
+
+def _drop(data_root: str, span: int, per_class: int, shuffle_labels: bool = False) -> None:
+    """Solid-colour images (a tint per image, so no two are alike); optionally filed under random classes."""
+    rng = random.Random(span)
+    for true_label, (r, g, b) in COLORS.items():
+        for index in range(per_class):
+            label = rng.choice(sorted(COLORS)) if shuffle_labels else true_label
+            image = solid((r + index % 40, g + index // 40 * 7, b), size=32)
+            write(
+                os.path.join(data_root, f"span-{span:04d}", label, f"{true_label}_{index:03d}.png"),
+                encode(image, "PNG"),
+            )
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The tiny pipeline compiled as `make compile` does, reading the newest of two spans."""
-    root = str(tmp_path_factory.mktemp("kfp_local"))
-    noise_folder(os.path.join(root, "data", "span-0001"), ("cats", "dogs"), per_class=3, size=40, seed=1)
-    noise_folder(os.path.join(root, "data", "span-0002"), ("cats", "dogs"), per_class=10, size=40, seed=0)
-    config = tiny_run_config(root, input_pattern="span-{SPAN:4}/*/*")
+def nightly(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = str(tmp_path_factory.mktemp("kfp_nightly"))
+    config = tiny_run_config(
+        root,
+        trainer={
+            "weights": demo.SHIPPED_WEIGHTS,
+            "backbone_alpha": demo.ALPHA,
+            "stage1_epochs": 5,
+            "stage1_learning_rate": 0.02,
+            "augmentation": "none",  # colour is the whole task
+        },
+        input_pattern="span-{SPAN:4}/*/*",
+        max_accuracy_drop=1.0,  # the change threshold never blocks: run 4 shows the data-shift rule
+    )
     spec = local_harness.compile_for_local_run(config, os.path.join(root, "pipeline.yaml"))
-    return {"config": config, "spec": spec}
+    data_root = config.data_root
+    runs = {"config": config, "spec": spec}
+    _drop(data_root, 1, per_class=40)
+    runs["span1"] = local_harness.run_spec(spec)
+    runs["versions1"] = serving_dir.list_versions(config.model_push_dir)
+    _drop(data_root, 2, per_class=48)
+    runs["span2"] = local_harness.run_spec(spec)
+    runs["versions2"] = serving_dir.list_versions(config.model_push_dir)
+    runs["unchanged"] = local_harness.run_spec(spec)
+    runs["versions3"] = serving_dir.list_versions(config.model_push_dir)
+    _drop(data_root, 3, per_class=48, shuffle_labels=True)
+    runs["shuffled"] = local_harness.run_spec(spec)
+    runs["versions4"] = serving_dir.list_versions(config.model_push_dir)
+    return runs
 
 
-@pytest.fixture(scope="module")
-def first_run(compiled: dict) -> local_harness.RunResult:
-    return local_harness.run_spec(compiled["spec"])
+def _states(run: local_harness.RunResult) -> dict[str, str]:
+    return {name: task.state for name, task in run.tasks.items()}
 
 
-def test_every_task_runs_through_its_container_command(first_run: local_harness.RunResult, compiled: dict) -> None:
-    assert compiled["spec"]["defaultPipelineRoot"] == compiled["config"].pipeline_root
-    states = {name: task.state for name, task in first_run.tasks.items()}
-    assert states == {**dict.fromkeys(CONTAINER_TASKS, "ran"), **dict.fromkeys(RESOLVER_TASKS, "resolved")}
-    assert first_run.tasks["latest_blessed_model_resolver-model-resolver"].outputs == {"model": []}  # first run
-    trainer = first_run.tasks["Trainer"].executor_input
-    assert trainer["inputs"]["parameterValues"]["run_fn"] == "components.modules.trainer.run_fn"
-    transformed = trainer["inputs"]["artifacts"]["examples"]["artifacts"][0]
-    assert transformed == first_run.artifact("Transform", "transformed_examples")
-    model = first_run.artifact("Trainer", "model")
-    assert tf.io.gfile.exists(os.path.join(model["uri"], "Format-Serving", "saved_model.pb"))
+def _metadata(run: local_harness.RunResult, task: str, key: str) -> dict:
+    return run.artifact(task, key)["metadata"]
 
 
-def test_the_driver_resolves_the_newest_span(first_run: local_harness.RunResult) -> None:
-    parameters = first_run.tasks["FileBasedExampleGen"].executor_input["inputs"]["parameterValues"]
-    assert "span-0002/*/*" in parameters["input_config"] and parameters["span"] == 2
-    examples = first_run.artifact("FileBasedExampleGen", "examples")["metadata"]
-    assert examples["custom:span"] == 2  # the driver's custom property, clashing with the type's own `span`
-    assert (examples["files_seen"], examples["ingested"]) == (20, 20)  # span 2 only
+def test_the_spec_has_nothing_open_source_kfp_refuses_or_ignores(nightly: dict) -> None:
+    spec = nightly["spec"]
+    assert local_harness.open_source_errors(spec) == [] and local_harness.lifecycle_hooks(spec) == []
+    kinds = {kind for executor in spec["deploymentSpec"]["executors"].values() for kind in executor}
+    assert kinds == {"container"}
+    gen = spec["root"]["dag"]["tasks"]["FileBasedExampleGen"]["inputs"]["parameters"]
+    for key in ("input_config", "span", "input_fingerprint"):
+        assert gen[key] == {"taskOutputParameter": {"producerTask": "IngestSnapshot", "outputParameterKey": key}}
+    uncached = {
+        name for name, task in spec["root"]["dag"]["tasks"].items() if not task["cachingOptions"]["enableCache"]
+    }
+    assert uncached == EVERY_RUN
 
 
-def test_the_pushed_model_answers_for_a_real_image(first_run: local_harness.RunResult, compiled: dict) -> None:
-    pushed = first_run.artifact("Pusher", "pushed_model")["metadata"]
-    assert pushed["pushed"] == 1
-    base = compiled["config"].model_push_dir
-    assert serving_dir.list_versions(base) == [int(pushed["pushed_version"])]
-    assert pushed["pushed_destination"] == os.path.join(base, pushed["pushed_version"])
-    model = tf.saved_model.load(pushed["pushed_destination"])
-    image = encode(solid((200, 10, 10), size=40), "PNG")
+def test_span_1_is_trained_gated_without_a_baseline_and_pushed(nightly: dict) -> None:
+    run = nightly["span1"]
+    assert _states(run) == dict.fromkeys(TRAINING | EVERY_RUN | {"ImportSchemaGen", "Evaluator"}, "ran")
+    assert run.tasks["IngestSnapshot"].parameters["span"] == 1
+    examples = _metadata(run, "FileBasedExampleGen", "examples")
+    assert (examples["custom:span"], examples["files_seen"]) == (1, 80)
+    assert examples["input_fingerprint"] == run.tasks["IngestSnapshot"].parameters["input_fingerprint"]
+    assert _metadata(run, "served_model", "model")["served_version"] == 0  # nothing served yet
+    pushed = _metadata(run, "Pusher", "pushed_model")
+    assert (pushed["pushed"], pushed[atomic_pusher.PUSH_OUTCOME]) == (1, atomic_pusher.NEW_VERSION)
+    assert nightly["versions1"] == [int(pushed["pushed_version"])]
+    info = serving_ops.read_push_info(pushed["pushed_destination"])
+    assert info["accuracy"] == 1.0 and info["test_examples"] >= 10  # red and blue: a clear task
+
+
+def test_the_pushed_model_answers_for_a_real_image(nightly: dict) -> None:
+    destination = _metadata(nightly["span1"], "Pusher", "pushed_model")["pushed_destination"]
+    model = tf.saved_model.load(destination)
+    image = encode(solid((220, 30, 30), size=32), "PNG")
     outputs = model.signatures["serving_default"](image_bytes=tf.constant([image]))
-    assert {name.decode() for name in outputs["classes"].numpy().ravel()} == {"cats", "dogs"}
+    assert outputs["classes"].numpy().ravel()[0].decode() == "red"
     np.testing.assert_allclose(outputs["probabilities"].numpy().sum(), 1.0, rtol=1e-4)
 
 
-def test_a_wrong_user_code_path_fails_the_run(first_run: local_harness.RunResult, compiled: dict) -> None:
-    spec = copy.deepcopy(compiled["spec"])
+def test_span_2_is_read_and_gated_against_the_served_version(nightly: dict) -> None:
+    run = nightly["span2"]
+    assert _states(run) == {**dict.fromkeys(TRAINING | EVERY_RUN | {"Evaluator"}, "ran"), "ImportSchemaGen": "cached"}
+    assert (
+        "span-0002/*/*" in run.tasks["FileBasedExampleGen"].executor_input["inputs"]["parameterValues"]["input_config"]
+    )
+    assert _metadata(run, "FileBasedExampleGen", "examples")["files_seen"] == 96
+    served = _metadata(run, "served_model", "model")
+    first_version = nightly["versions1"][0]
+    assert (served["served_version"], served["served_by"]) == (first_version, "newest version")
+    baseline = run.tasks["Evaluator"].executor_input["inputs"]["artifacts"]["baseline_model"]["artifacts"][0]
+    assert baseline == run.artifact("served_model", "model")
+    assert tf.io.gfile.exists(os.path.join(baseline["uri"], "Format-Serving", "saved_model.pb"))
+    pushed = _metadata(run, "Pusher", "pushed_model")
+    assert pushed[atomic_pusher.PUSH_OUTCOME] == atomic_pusher.NEW_VERSION
+    assert nightly["versions2"] == [first_version, int(pushed["pushed_version"])]
+
+
+def test_no_new_data_trains_nothing_and_pushes_nothing(nightly: dict) -> None:
+    run = nightly["unchanged"]
+    states = _states(run)
+    assert {name: states[name] for name in TRAINING} == dict.fromkeys(TRAINING, "cached")
+    assert {name: states[name] for name in EVERY_RUN} == dict.fromkeys(EVERY_RUN, "ran")
+    assert run.tasks["IngestSnapshot"].parameters == nightly["span2"].tasks["IngestSnapshot"].parameters
+    pushed = _metadata(run, "Pusher", "pushed_model")
+    assert pushed[atomic_pusher.PUSH_OUTCOME] == atomic_pusher.ALREADY_SERVED
+    assert nightly["versions3"] == nightly["versions2"]
+
+
+def test_a_shuffled_label_span_is_held_back_with_its_reason(nightly: dict) -> None:
+    run = nightly["shuffled"]
+    assert run.tasks["Trainer"].state == "ran"
+    assert _metadata(run, "served_model", "model")["served_version"] == nightly["versions2"][-1]
+    pushed = _metadata(run, "Pusher", "pushed_model")
+    assert pushed["pushed"] == 0
+    reason = pushed[atomic_pusher.NOT_PUSHED_REASON]
+    assert reason.startswith(f"data shift: the served version {nightly['versions2'][-1]} scores ")
+    assert "allow_data_shift: true" in reason
+    assert nightly["versions4"] == nightly["versions2"]
+
+
+def test_the_dry_run_says_what_each_night_did(nightly: dict) -> None:
+    from pipeline.cli import _dry_run_outcome
+
+    assert _dry_run_outcome(nightly["span1"]).startswith("Pushed ")
+    assert "(test accuracy 1.000 on " in _dry_run_outcome(nightly["span1"])
+    assert "served model none)" in _dry_run_outcome(nightly["span1"])
+    assert _dry_run_outcome(nightly["unchanged"]).startswith("Already served: ")
+    assert _dry_run_outcome(nightly["shuffled"]).startswith("Held back: data shift: the served version ")
+
+
+def test_a_wrong_user_code_path_fails_the_run(nightly: dict) -> None:
+    spec = copy.deepcopy(nightly["spec"])
     run_fn = spec["root"]["dag"]["tasks"]["Trainer"]["inputs"]["parameters"]["run_fn"]["runtimeValue"]
     run_fn["constant"] = "components.modules.trainer.no_such_run_fn"
     with pytest.raises(local_harness.TaskFailedError, match=r"(?s)Task Trainer failed.*no_such_run_fn"):
         local_harness.run_spec(spec)  # ExampleGen to Transform come from the cache
 
 
-def test_a_rerun_reuses_the_cache_and_the_pusher_restores_a_lost_serving_dir(
-    first_run: local_harness.RunResult, compiled: dict
-) -> None:
-    shutil.rmtree(compiled["config"].serving_dir)
-    rerun = local_harness.run_spec(compiled["spec"])
-    states = {name: task.state for name, task in rerun.tasks.items()}
-    assert states == {
-        **dict.fromkeys(CONTAINER_TASKS - {"Evaluator", "Pusher"}, "cached"),
-        **dict.fromkeys(RESOLVER_TASKS, "resolved"),
-        "Evaluator": "ran",  # its baseline is now the first run's blessed model
-        "Pusher": "ran",  # never cached
+def test_every_trainer_gets_the_gpu(tmp_path: object) -> None:
+    config = tiny_run_config(str(tmp_path), compare_from_scratch=True)
+    output = os.path.join(str(tmp_path), "pipeline.yaml")
+    kubeflow = runner.KubeflowConfig(image="example.com/pipeline:1.0", output=output, trainer_gpu_count=2)
+    spec = local_harness.load_spec(runner.compile_pipeline(config, kubeflow))
+    executors = spec["deploymentSpec"]["executors"]
+    gpus = {
+        label.removesuffix("_executor"): executor["container"]["resources"].get("accelerator", {}).get("count")
+        for label, executor in executors.items()
     }
-    assert rerun.artifact("latest_blessed_model_resolver-model-resolver", "model") == first_run.artifact(
-        "Trainer", "model"
-    )
-    pushed = rerun.artifact("Pusher", "pushed_model")["metadata"]
-    assert pushed["pushed"] == 1 and os.path.isfile(os.path.join(pushed["pushed_destination"], "saved_model.pb"))
+    assert {name for name, count in gpus.items() if count} == {"Trainer", "from_scratch_trainer"}
+    assert int(gpus["Trainer"]) == int(gpus["from_scratch_trainer"]) == 2

@@ -12,10 +12,12 @@ import os
 import re
 
 import pytest
+from kfp.pipeline_spec import pipeline_spec_pb2
 
 from kubeflow import local_harness
 
-# A stand-in container: logs its task name, writes each output artifact's folder and metadata file.
+# A stand-in container: logs its task name, writes each output artifact's folder and metadata file, and
+# the output parameter "stamp" (the contents of the file "stamp_file") in the ExecutorOutput or its outputFile.
 SCRIPT = r"""
 import json, os, sys
 executor_input = json.loads(sys.argv[1])
@@ -26,15 +28,21 @@ if params.get("fail"):
     print("boom: " + params["fail"])
     sys.exit(3)
 output = {"artifacts": {}}
-for key, listed in executor_input["outputs"]["artifacts"].items():
+for key, listed in executor_input["outputs"].get("artifacts", {}).items():
     artifact = listed["artifacts"][0]
     with open(os.path.join(artifact["uri"], "executor_input.json"), "w") as handle:
         json.dump(executor_input, handle)
     metadata = {"made_by": params["task"]}
-    if key == "blessing":
-        model = executor_input["inputs"]["artifacts"]["model"]["artifacts"][0]
-        metadata.update(blessed=1, current_model_id=model["name"])
     output["artifacts"][key] = {"artifacts": [{"name": key, "uri": artifact["uri"], "metadata": metadata}]}
+for key, target in executor_input["outputs"].get("parameters", {}).items():
+    with open(params["stamp_file"]) as handle:
+        stamp = handle.read()
+    if params.get("via_file"):
+        os.makedirs(os.path.dirname(target["outputFile"]), exist_ok=True)
+        with open(target["outputFile"], "w") as handle:
+            handle.write(stamp)
+    else:
+        output.setdefault("parameterValues", {})[key] = stamp
 with open(executor_input["outputs"]["outputFile"], "w") as handle:
     json.dump(output, handle)
 """
@@ -60,7 +68,7 @@ def _container_task(name: str, log: str, artifacts: dict, depends: list[str], ca
     }
 
 
-def _component(name: str, inputs: dict, outputs: dict) -> dict:
+def _component(name: str, inputs: dict, outputs: dict, output_parameters: dict | None = None) -> dict:
     parameters = {
         "task": {"parameterType": "STRING"},
         "log": {"parameterType": "STRING"},
@@ -69,43 +77,40 @@ def _component(name: str, inputs: dict, outputs: dict) -> dict:
     return {
         "executorLabel": f"{name}_executor",
         "inputDefinitions": {"parameters": parameters, "artifacts": inputs},
-        "outputDefinitions": {"artifacts": outputs},
+        "outputDefinitions": {"artifacts": outputs, "parameters": output_parameters or {}},
     }
 
 
 def _spec(root: str) -> dict:
-    """Train -> (latest blessed model resolver) -> Evaluate -> Push, shaped as KubeflowV2DagRunner compiles it."""
+    """Scout (looks at a file, never cached) -> Train (its output parameter as input) -> Evaluate -> Push."""
     log = os.path.join(root, "runs.log")
+    stamp_file = os.path.join(root, "stamp.txt")
+    if not os.path.exists(stamp_file):
+        with open(stamp_file, "w") as handle:
+            handle.write("drop-1")
     container = {"image": "img:1", "command": ["python", "-c", SCRIPT], "args": ["{{$}}"]}
-    blessed = 'schema_title="tfx.ModelBlessing" AND state=LIVE AND metadata.blessed.number_value=1'
-    by_name = "schema_title=\"tfx.Model\" AND state=LIVE AND name=\"{{$.inputs.artifacts['input'].metadata['current_model_id']}}\""
+    scout = _container_task("Scout", log, {}, [], cache=False)
+    scout["inputs"]["parameters"]["stamp_file"] = {"runtimeValue": {"constant": stamp_file}}
+    train = _container_task("Train", log, {}, ["Scout"])
+    train["inputs"]["parameters"]["stamp"] = {
+        "taskOutputParameter": {"producerTask": "Scout", "outputParameterKey": "stamp"}
+    }
+    components = {
+        "Scout": _component("Scout", {}, {}, {"stamp": {"parameterType": "STRING"}}),
+        "Train": _component("Train", {}, {"model": MODEL}),
+        "Evaluate": _component("Evaluate", {"model": MODEL}, {"blessing": BLESSING}),
+        "Push": _component("Push", {"model": MODEL, "blessing": BLESSING}, {"pushed": PUSHED}),
+    }
+    components["Scout"]["inputDefinitions"]["parameters"]["stamp_file"] = {"parameterType": "STRING"}
+    components["Train"]["inputDefinitions"]["parameters"]["stamp"] = {"parameterType": "STRING"}
     return {
         "pipelineInfo": {"name": "toy"},
         "schemaVersion": "2.1.0",
         "sdkVersion": "test",
         "defaultPipelineRoot": os.path.join(root, "pipeline_root"),
-        "components": {
-            "Train": _component("Train", {}, {"model": MODEL}),
-            "Evaluate": _component("Evaluate", {"model": MODEL, "baseline": MODEL}, {"blessing": BLESSING}),
-            "Push": _component("Push", {"model": MODEL, "blessing": BLESSING}, {"pushed": PUSHED}),
-            "blessing-resolver": {
-                "executorLabel": "blessing_resolver",
-                "outputDefinitions": {"artifacts": {"b": BLESSING}},
-            },
-            "model-resolver": {
-                "executorLabel": "model_resolver",
-                "inputDefinitions": {"artifacts": {"input": BLESSING}},
-                "outputDefinitions": {"artifacts": {"model": MODEL}},
-            },
-        },
+        "components": components,
         "deploymentSpec": {
-            "executors": {
-                "Train_executor": {"container": container},
-                "Evaluate_executor": {"container": container},
-                "Push_executor": {"container": container},
-                "blessing_resolver": {"resolver": {"outputArtifactQueries": {"b": {"filter": blessed}}}},
-                "model_resolver": {"resolver": {"outputArtifactQueries": {"model": {"filter": by_name}}}},
-            }
+            "executors": {f"{name}_executor": {"container": copy.deepcopy(container)} for name in components}
         },
         "root": {
             "dag": {
@@ -117,19 +122,9 @@ def _spec(root: str) -> dict:
                         ["Evaluate", "Train"],
                         cache=False,
                     ),
-                    "Evaluate": _container_task(
-                        "Evaluate",
-                        log,
-                        {"model": _produced("Train", "model"), "baseline": _produced("model-resolver", "model")},
-                        ["Train", "model-resolver"],
-                    ),
-                    "Train": _container_task("Train", log, {}, []),
-                    "blessing-resolver": {"taskInfo": {"name": "b"}, "componentRef": {"name": "blessing-resolver"}},
-                    "model-resolver": {
-                        "taskInfo": {"name": "m"},
-                        "componentRef": {"name": "model-resolver"},
-                        "inputs": {"artifacts": {"input": _produced("blessing-resolver", "b")}},
-                    },
+                    "Evaluate": _container_task("Evaluate", log, {"model": _produced("Train", "model")}, ["Train"]),
+                    "Train": train,
+                    "Scout": scout,
                 }
             }
         },
@@ -144,7 +139,7 @@ def _runs(root: str) -> list[str]:
 def test_each_command_gets_the_launchers_executor_input(tmp_path: object) -> None:
     root = str(tmp_path)
     result = local_harness.run_spec(_spec(root))
-    assert list(result.tasks) == ["Train", "blessing-resolver", "model-resolver", "Evaluate", "Push"]
+    assert list(result.tasks) == ["Scout", "Train", "Evaluate", "Push"]
     assert result.run_root.startswith(os.path.join(root, "pipeline_root", "toy") + os.sep)
     evaluate = result.tasks["Evaluate"].executor_input
     # Constants, then the optional input's default (the launcher's addDefaultParams).
@@ -154,7 +149,6 @@ def test_each_command_gets_the_launchers_executor_input(tmp_path: object) -> Non
     assert evaluate["inputs"]["artifacts"]["model"]["artifacts"] == [trained]
     assert trained["name"] == "1" and trained["metadata"] == {"made_by": "Train"}
     assert trained["type"] == {"schemaTitle": "tfx.Model"}
-    assert evaluate["inputs"]["artifacts"]["baseline"] == {}  # no blessed model yet: an empty list
     # Outputs under <root>/<pipeline>/<run>/<task>/<uuid>/<key>, the metadata file beside them.
     (blessing,) = evaluate["outputs"]["artifacts"]["blessing"]["artifacts"]
     assert re.fullmatch(re.escape(result.run_root) + r"/Evaluate/[0-9a-f]{32}/blessing", blessing["uri"])
@@ -162,23 +156,108 @@ def test_each_command_gets_the_launchers_executor_input(tmp_path: object) -> Non
     # The command got exactly this JSON in place of {{$}}.
     with open(os.path.join(blessing["uri"], "executor_input.json")) as handle:
         assert json.load(handle) == evaluate
+    # An output parameter reaches the task that reads it (taskOutputParameter).
+    assert result.tasks["Scout"].parameters == {"stamp": "drop-1"}
+    assert result.tasks["Train"].executor_input["inputs"]["parameterValues"]["stamp"] == "drop-1"
+    scout_outputs = result.tasks["Scout"].executor_input["outputs"]
+    assert scout_outputs["parameters"]["stamp"]["outputFile"].endswith("/outputs/stamp")
 
 
-def test_a_rerun_reuses_cached_tasks_runs_uncached_ones_and_resolves_the_last_blessing(tmp_path: object) -> None:
+def _states(result: local_harness.RunResult) -> dict[str, str]:
+    return {name: task.state for name, task in result.tasks.items()}
+
+
+def test_a_rerun_reuses_cached_tasks_and_a_new_parameter_value_runs_them_again(tmp_path: object) -> None:
     root = str(tmp_path)
     first = local_harness.run_spec(_spec(root))
     second = local_harness.run_spec(_spec(root))
-    assert {name: task.state for name, task in second.tasks.items()} == {
-        "Train": "cached",  # same inputs, same command: the first run's model
-        "blessing-resolver": "resolved",
-        "model-resolver": "resolved",
-        "Evaluate": "ran",  # its baseline input changed: the first run's blessed model
-        "Push": "ran",  # enableCache: false
-    }
-    assert _runs(root) == ["Train", "Evaluate", "Push", "Evaluate", "Push"]
+    assert _states(second) == {"Scout": "ran", "Train": "cached", "Evaluate": "cached", "Push": "ran"}
     assert second.artifact("Train", "model") == first.artifact("Train", "model")
-    assert second.artifact("blessing-resolver", "b") == first.artifact("Evaluate", "blessing")
-    assert second.artifact("model-resolver", "model") == first.artifact("Train", "model")
+    with open(os.path.join(root, "stamp.txt"), "w") as handle:
+        handle.write("drop-2")  # the scout's output parameter, and so Train's cache key, changes
+    third = local_harness.run_spec(_spec(root))
+    assert _states(third) == dict.fromkeys(["Scout", "Train", "Evaluate", "Push"], "ran")
+    assert _runs(root) == ["Scout", "Train", "Evaluate", "Push", "Scout", "Push", "Scout", "Train", "Evaluate", "Push"]
+
+
+def test_an_output_parameter_can_come_from_its_output_file(tmp_path: object) -> None:
+    root = str(tmp_path)
+    spec = _spec(root)
+    spec["root"]["dag"]["tasks"]["Scout"]["inputs"]["parameters"]["via_file"] = {"runtimeValue": {"constant": "1"}}
+    assert local_harness.run_spec(spec).tasks["Train"].executor_input["inputs"]["parameterValues"]["stamp"] == "drop-1"
+
+
+def _new_image(spec: dict) -> None:
+    spec["deploymentSpec"]["executors"]["Train_executor"]["container"]["image"] = "img:2"
+
+
+def _new_arg(spec: dict) -> None:
+    spec["deploymentSpec"]["executors"]["Train_executor"]["container"]["args"].append("--verbose")
+
+
+def _new_output_parameter(spec: dict) -> None:
+    spec["components"]["Train"]["outputDefinitions"]["parameters"]["x"] = {"parameterType": "STRING"}
+    scout_file = spec["root"]["dag"]["tasks"]["Scout"]["inputs"]["parameters"]["stamp_file"]
+    spec["root"]["dag"]["tasks"]["Train"]["inputs"]["parameters"]["stamp_file"] = scout_file
+
+
+def _new_display_name(spec: dict) -> None:
+    spec["root"]["dag"]["tasks"]["Train"]["taskInfo"]["name"] = "Renamed"
+
+
+@pytest.mark.parametrize(
+    ("change", "state"),
+    [(_new_image, "ran"), (_new_arg, "ran"), (_new_output_parameter, "ran"), (_new_display_name, "cached")],
+)
+def test_the_cache_key_holds_the_fields_of_cache_go(tmp_path: object, change: object, state: str) -> None:
+    root = str(tmp_path)
+    local_harness.run_spec(_spec(root))
+    spec = _spec(root)
+    change(spec)
+    assert local_harness.run_spec(spec).tasks["Train"].state == state
+
+
+@pytest.mark.skipif(
+    "cache_key" not in pipeline_spec_pb2.PipelineTaskSpec.CachingOptions.DESCRIPTOR.fields_by_name,
+    reason="this kfp-pipeline-spec has no cachingOptions.cacheKey",
+)
+def test_a_task_cache_key_replaces_the_fields(tmp_path: object) -> None:
+    root = str(tmp_path)
+    spec = _spec(root)
+    spec["root"]["dag"]["tasks"]["Train"]["cachingOptions"]["cacheKey"] = "fixed"
+    local_harness.run_spec(spec)
+    with open(os.path.join(root, "stamp.txt"), "w") as handle:
+        handle.write("drop-2")
+    assert local_harness.run_spec(spec).tasks["Train"].state == "cached"  # the stamp changed, the key did not
+
+
+def test_lifecycle_hooks_never_run(tmp_path: object) -> None:
+    root = str(tmp_path)
+    spec = _spec(root)
+    hook = {"command": ["python", "-c", "open(__import__('sys').argv[1], 'a').write('hook ')"], "args": ["{{$}}"]}
+    spec["deploymentSpec"]["executors"]["Train_executor"]["container"]["lifecycle"] = {"preCacheCheck": hook}
+    assert local_harness.lifecycle_hooks(spec) == ["Train_executor"]
+    local_harness.run_spec(spec)
+    assert "hook" not in _runs(root)
+
+
+@pytest.mark.parametrize(
+    ("executor", "message"),
+    [
+        ({"resolver": {"outputArtifactQueries": {}}}, "task Evaluate: resolver executors not implemented"),
+        ({"customJob": {}}, "task Evaluate: custom job executors is Google Cloud only, it's not supported"),
+    ],
+)
+def test_open_source_kfp_refuses_resolver_and_custom_job_executors_before_any_task_runs(
+    tmp_path: object, executor: dict, message: str
+) -> None:
+    root = str(tmp_path)
+    spec = _spec(root)
+    spec["deploymentSpec"]["executors"]["Evaluate_executor"] = executor
+    assert local_harness.open_source_errors(spec) == [message]
+    with pytest.raises(local_harness.SpecError, match=f"refuses this spec: {re.escape(message)}"):
+        local_harness.run_spec(spec)
+    assert not os.path.exists(os.path.join(root, "runs.log"))  # refused when the run is created
 
 
 def test_a_failing_command_stops_the_run_with_its_log(tmp_path: object) -> None:
@@ -187,7 +266,7 @@ def test_a_failing_command_stops_the_run_with_its_log(tmp_path: object) -> None:
     spec["root"]["dag"]["tasks"]["Evaluate"]["inputs"]["parameters"]["fail"] = {"runtimeValue": {"constant": "bad"}}
     with pytest.raises(local_harness.TaskFailedError, match=r"(?s)Task Evaluate failed \(exit code 3\).*boom: bad"):
         local_harness.run_spec(spec)
-    assert _runs(root) == ["Train", "Evaluate"]
+    assert _runs(root) == ["Scout", "Train", "Evaluate"]
 
 
 def _broken(root: str, path: list[str], value: object) -> dict:

@@ -26,13 +26,13 @@ def test_components_and_their_inputs() -> None:
     assert _upstream(_components()) == {
         "FileBasedExampleGen": set(),
         "ImportSchemaGen": set(),
-        "latest_blessed_model_resolver": set(),
+        "served_model": set(),
         "StatisticsGen": {"FileBasedExampleGen", "ImportSchemaGen"},
         "ExampleValidator": {"StatisticsGen", "ImportSchemaGen"},
         "Transform": {"FileBasedExampleGen", "ImportSchemaGen"},
         "Trainer": {"Transform", "ImportSchemaGen"},
-        "Evaluator": {"FileBasedExampleGen", "Trainer", "latest_blessed_model_resolver"},
-        "Pusher": {"Trainer", "Evaluator"},
+        "Evaluator": {"FileBasedExampleGen", "Trainer", "served_model"},
+        "Pusher": {"Trainer", "Evaluator", "served_model"},
     }
 
 
@@ -68,7 +68,7 @@ def test_from_scratch_comparison_is_its_own_trainer_and_evaluator() -> None:
     assert (scratch["weights"], scratch["stage1_epochs"], scratch["stage2_epochs"]) == ("none", 9, 0)
     assert transfer["weights"] == "imagenet"
     # The comparison does not gate the push.
-    assert upstream["Pusher"] == {"Trainer", "Evaluator"}
+    assert upstream["Pusher"] == {"Trainer", "Evaluator", "served_model"}
     assert pipeline.FROM_SCRATCH_TRAINER not in _components()
 
 

@@ -61,6 +61,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     results["versions_after_first"] = _versions(first)
     results["described_after_first"] = serving_ops.describe_versions(first.serving_dir, first.model_name)
     results["second"] = local_runner.run(first)
+    results["second_text"] = results["second"].format()  # before the fixture wipes the serving dir
     results["versions_after_second"] = _versions(first)
     results["blocked"] = local_runner.run(_config(root, min_accuracy=0.99, runner="beam"))
     results["versions_after_blocked"] = _versions(first)
@@ -225,12 +226,29 @@ def test_unchanged_rerun_is_served_from_cache(runs: dict) -> None:
     states = runs["second"].component_states
     for component in ("FileBasedExampleGen", "StatisticsGen", "Transform", "Trainer"):
         assert states[component] == "cached", states
-    # The baseline changed (the first model is now blessed), so TFX re-evaluates and
-    # re-blesses the same model; the pusher sees it is already served and copies nothing.
-    assert states["Evaluator"] == "ran"
-    assert runs["second"].blessed is True
+    # The gate's baseline is the version served now (the first run's): read on every run, so the
+    # Evaluator re-judges the same model against it; the Pusher sees it is served and copies nothing.
+    assert states["served_model"] == states["Evaluator"] == "ran"
+    second = runs["second"]
+    assert (second.served_version, second.served_by) == (
+        int(next(iter(runs["versions_after_first"]))),
+        "newest version",
+    )
+    assert second.gate.baseline_accuracy == pytest.approx(second.gate.candidate_accuracy)  # the same model
+    assert (
+        f"served model {second.gate.baseline_accuracy:.3f} (version {second.served_version}, its newest version)"
+        in (second.format())
+    )
+    assert second.blessed is True and second.push_outcome == "already_served"
     assert runs["versions_after_second"] == runs["versions_after_first"]
-    assert runs["second"].pushed_to == runs["first"].pushed_to
+    assert second.pushed_to == runs["first"].pushed_to
+    assert "(already served: nothing copied)" in runs["second_text"]
+
+
+def test_the_first_run_is_gated_without_a_baseline(runs: dict) -> None:
+    first = runs["first"]
+    assert first.served_version == 0 and first.gate.baseline_accuracy is None
+    assert "served model none yet" in first.format()
 
 
 def test_gate_blocks_push_and_serving_dir_is_unchanged(runs: dict) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -100,8 +101,13 @@ def test_newest_complete_version_or_the_folder_itself(model_base: str, tmp_path:
         os.rmdir(os.path.join(model_base, "1800000000"))
     version = os.path.join(model_base, "1700000000")
     assert predict.resolve_model_dir(version) == version
-    with pytest.raises(FileNotFoundError, match="No SavedModel in"):
+    with pytest.raises(FileNotFoundError, match="No SavedModel in") as refused:
         predict.resolve_model_dir(str(tmp_path))
+    assert "did you mean" not in str(refused.value)
+    # One level too high: the serving directory that holds the model base path.
+    serving = os.path.dirname(model_base)
+    with pytest.raises(FileNotFoundError, match=f"did you mean --model-dir {re.escape(model_base)}\\?"):
+        predict.resolve_model_dir(serving)
 
 
 def test_the_reason_is_found_in_a_tensorflow_error_message() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
+import time
 import uuid
 
 import pytest
@@ -45,10 +48,20 @@ def _canary(serving_dir: str, version: int) -> None:
 
 
 def _age_config(serving_dir: str) -> None:
-    """As if TF Serving had polled the config since it was written."""
+    """As if TF Serving had polled the config since it was written and loaded every listed version."""
     path = os.path.join(serving_dir, "models.config")
-    old = os.path.getmtime(path) - 2 * serving_ops.SETTLE_SECONDS
-    os.utime(path, (old, old))
+    if os.path.exists(path):
+        old = os.path.getmtime(path) - 2 * serving_ops.SETTLE_SECONDS
+        os.utime(path, (old, old))
+    for status in tf.io.gfile.glob(os.path.join(serving_dir, MODEL, "*", "assets.extra", serving_ops.STATUS_FILE)):
+        with tf.io.gfile.GFile(status) as handle:
+            fields = json.load(handle)
+        if serving_ops.LISTED_SINCE in fields:
+            since = datetime.datetime.fromisoformat(fields[serving_ops.LISTED_SINCE])
+            earlier = since - datetime.timedelta(seconds=2 * serving_ops.SETTLE_SECONDS)
+            fields[serving_ops.LISTED_SINCE] = earlier.isoformat()
+            with tf.io.gfile.GFile(status, "w") as handle:
+                json.dump(fields, handle)
 
 
 @pytest.fixture(params=["local", "ram"])
@@ -148,7 +161,7 @@ def test_list_shows_push_info_labels_and_works_without_it(serving_dir: str) -> N
     assert versions[1].listed  # loaded as the rollback target
     assert not versions[3].complete
     table = serving_ops.format_versions(list(versions.values())).splitlines()
-    assert table[0].split()[:3] == ["version", "labels", "served"]
+    assert table[0].split()[:4] == ["version", "labels", "in", "models.config"]  # listed there, not "served"
     assert table[1].split()[:2] == ["3", "-"] and "incomplete" in table[1]
     assert table[2].split()[:5] == ["2", "canary,stable", "yes", "0.9100", "run-7"]
 
@@ -262,3 +275,49 @@ def test_a_busy_model_config_is_one_line_from_the_cli(tmp_path: object, monkeypa
         f"Error: {os.path.join(serving_dir, serving_ops.CONFIG_LOCK_FILE)} is held by another writer for over 0.2 s; "
         "try again."
     ]
+
+
+def _listed_since(serving_dir: str, version: int) -> str:
+    path = os.path.join(serving_dir, MODEL, str(version), "assets.extra", serving_ops.STATUS_FILE)
+    with tf.io.gfile.GFile(path) as handle:
+        return json.load(handle)[serving_ops.LISTED_SINCE]
+
+
+def test_pending_calls_neither_rewrite_the_config_nor_restart_the_clock(tmp_path: object) -> None:
+    serving_dir = os.path.join(str(tmp_path), "serving")
+    for version in (1, 2):
+        _push(serving_dir, version)
+    serving_ops.set_canary(serving_dir, MODEL, 1)
+    first = serving_ops.set_canary(serving_dir, MODEL, 2)
+    assert first.pending == {"canary": 2} and first.written
+    config = os.path.join(serving_dir, "models.config")
+    written_at, since = os.stat(config).st_mtime_ns, _listed_since(serving_dir, 2)
+    time.sleep(1.1)
+    again = serving_ops.set_canary(serving_dir, MODEL, 2)
+    assert again.pending == {"canary": 2} and not again.written
+    assert os.stat(config).st_mtime_ns == written_at and _listed_since(serving_dir, 2) == since
+    assert again.wait_seconds["canary"] < first.wait_seconds["canary"] <= serving_ops.SETTLE_SECONDS
+    assert again.format().startswith("Unchanged ") and f"in {again.wait_seconds['canary']} s" in again.format()
+
+
+def test_a_rollback_right_after_a_promote_moves_stable_in_one_call(tmp_path: object) -> None:
+    serving_dir = os.path.join(str(tmp_path), "serving")
+    for version in (1, 2):
+        _push(serving_dir, version)
+    serving_ops.set_canary(serving_dir, MODEL, 1)
+    serving_ops.set_canary(serving_dir, MODEL, 2)  # pending: 2 is listed now
+    _age_config(serving_dir)  # TF Serving has polled and loaded 2
+    assert serving_ops.set_canary(serving_dir, MODEL, 2).pending == {}
+    promoted = serving_ops.promote(serving_dir, MODEL)  # promote right after canary: one call
+    assert promoted.pending == {} and promoted.labels == {"stable": 2, "canary": 2}
+    assert 1 in promoted.versions  # the rollback target stays loaded
+    rolled = serving_ops.rollback(serving_dir, MODEL)  # at once: no wait
+    assert rolled.pending == {} and rolled.labels == {"stable": 1, "canary": 1}
+
+
+def test_the_pusher_names_the_serving_command_to_retry(tmp_path: object) -> None:
+    change = serving_ops.LabelChange(
+        "/s/models.config", {"stable": 1, "canary": 1}, (1, 2), {"canary": 2}, {"canary": 60}
+    )
+    text = change.format(retry="`image-pipeline serving canary 2 --serving-dir /s`")
+    assert "run `image-pipeline serving canary 2 --serving-dir /s` again in 60 s." in text

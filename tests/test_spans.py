@@ -79,3 +79,53 @@ def test_preflight_checks_the_span_that_will_be_read(tmp_path: object) -> None:
 def test_span_needs_a_placeholder() -> None:
     with pytest.raises(ValueError, match="needs a {SPAN} placeholder"):
         build_config({"data_root": "/d", "span": 3})
+
+
+def _gen_properties(data_root: str, span: int | None = None) -> dict:
+    """The ExampleGen's exec properties as compiled (the pattern unresolved), as the executor gets them on Kubeflow."""
+    component = image_example_gen.create_example_gen(
+        data_root, PATTERN, splits.SplitPercents(), image_files.IngestLimits(), span
+    )
+    keys = ("input_config", "output_config", "custom_config", "range_config")
+    properties = {
+        key: image_example_gen._as_json(component.exec_properties[key])  # noqa: SLF001
+        for key in keys
+        if component.exec_properties.get(key) is not None
+    }
+    return {**properties, "input_base": data_root}
+
+
+def test_the_executor_resolves_the_span_itself_without_the_driver(tmp_path: object) -> None:
+    data_root = os.path.join(str(tmp_path), "data")
+    _drop(data_root, 1, per_class=2)
+    _drop(data_root, 2, per_class=3)
+    resolved = image_example_gen.resolve_span(_gen_properties(data_root))
+    assert resolved["span"] == 2 and '"span-0002/*/*"' in resolved["input_config"]
+    assert resolved["input_fingerprint"].startswith("num_files:6,")
+    pinned = image_example_gen.resolve_span(_gen_properties(data_root, span=1))
+    assert pinned["span"] == 1 and "num_files:4" in pinned["input_fingerprint"]
+    assert image_example_gen.resolve_span(resolved) == resolved  # the driver's work (locally) is kept
+    _drop(data_root, 3, per_class=1)  # a new drop changes what is read, and the fingerprint
+    newer = image_example_gen.resolve_span(_gen_properties(data_root))
+    assert newer["span"] == 3 and newer["input_fingerprint"] != resolved["input_fingerprint"]
+
+
+def test_the_kubeflow_snapshot_step_writes_span_pattern_and_fingerprint(tmp_path: object) -> None:
+    import json
+
+    from components import ingest_snapshot
+
+    data_root = os.path.join(str(tmp_path), "data")
+    _drop(data_root, 4, per_class=2)
+    properties = _gen_properties(data_root)
+    output_file = os.path.join(str(tmp_path), "task", "output_metadata.json")
+    executor_input = {
+        "inputs": {"parameterValues": {key: properties[key] for key in ("input_base", "input_config")}},
+        "outputs": {"outputFile": output_file},
+    }
+    assert ingest_snapshot.main(["--executor_input", json.dumps(executor_input)]) == 0
+    with open(output_file) as handle:
+        values = json.load(handle)["parameterValues"]
+    assert set(values) == set(ingest_snapshot.OUTPUT_PARAMETERS)
+    assert values["span"] == 4 and "span-0004/*/*" in values["input_config"]
+    assert values["input_fingerprint"] == image_example_gen.resolve_span(properties)["input_fingerprint"]

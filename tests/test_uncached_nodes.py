@@ -8,7 +8,7 @@ import shutil
 import pytest
 from tfx import v1 as tfx
 
-from components import atomic_pusher, serving_dir
+from components import atomic_pusher, served_model, serving_dir
 from pipeline import uncached_nodes
 
 Model = tfx.types.standard_artifacts.Model
@@ -67,15 +67,16 @@ def test_an_unknown_node_id_is_an_error(tmp_path: object) -> None:
         _run_twice(str(tmp_path), ["Pusher"])
 
 
-def test_pusher_ids_finds_the_atomic_pusher() -> None:
+def test_uncached_ids_are_the_pusher_and_the_served_model_step() -> None:
     pusher = atomic_pusher.create_pusher(
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
         base_directory="/serving/model",
         settings=atomic_pusher.PusherSettings(keep_versions=2, allow_class_changes=False, tflite="none"),
     )
-    pipeline = tfx.dsl.Pipeline(pipeline_name="p", pipeline_root="/tmp/unused", components=[pusher])
-    assert uncached_nodes.pusher_ids(pipeline) == ["Pusher"]
+    served = served_model.create_served_model("/serving/model")
+    pipeline = tfx.dsl.Pipeline(pipeline_name="p", pipeline_root="/tmp/unused", components=[pusher, served])
+    assert sorted(uncached_nodes.uncached_ids(pipeline)) == ["Pusher", "served_model"]
 
 
 @tfx.dsl.components.component

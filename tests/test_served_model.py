@@ -1,0 +1,100 @@
+"""The gate's baseline is what the serving directory serves: the stable label, else the newest version."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from tfx.types import standard_artifacts
+
+from components import accuracy, atomic_pusher, served_model
+from components.served_model import ServedBaseline
+from pipeline import serving_ops
+from tests.helpers import write
+
+
+def _version(base: str, version: int, accuracy_at_push: float | None = None, complete: bool = True) -> str:
+    folder = os.path.join(base, str(version))
+    write(os.path.join(folder, "saved_model.pb" if complete else "variables/partial"), f"graph {version}".encode())
+    if accuracy_at_push is not None:
+        serving_ops.record_push_info(folder, {"accuracy": accuracy_at_push, "test_examples": 40})
+    return folder
+
+
+def _served(base: str) -> standard_artifacts.Model:
+    model = standard_artifacts.Model()
+    model.uri = os.path.join(os.path.dirname(base), "served_artifact")
+    served_model.ServedModelExecutor().Do({}, {served_model.MODEL_KEY: [model]}, {"serving_model_dir": base})
+    return model
+
+
+def test_nothing_served_hands_an_empty_model(tmp_path: object) -> None:
+    model = _served(os.path.join(str(tmp_path), "serving", "clf"))
+    assert served_model.is_empty(model) and ServedBaseline.from_artifact(model).version == 0
+    assert not os.path.exists(model.uri)
+
+
+def test_without_a_model_config_the_newest_complete_version_is_served(tmp_path: object) -> None:
+    base = os.path.join(str(tmp_path), "serving", "clf")
+    _version(base, 100, 0.9)
+    _version(base, 200, 0.95)
+    _version(base, 300, complete=False)  # a folder without saved_model.pb serves nothing
+    model = _served(base)
+    served = ServedBaseline.from_artifact(model)
+    assert (served.version, served.served_by, served.push_accuracy, served.push_test_examples) == (
+        200,
+        "newest version",
+        0.95,
+        40,
+    )
+    with open(os.path.join(model.uri, "Format-Serving", "saved_model.pb")) as handle:
+        assert handle.read() == "graph 200"
+    assert not served_model.is_empty(model)
+
+
+def test_the_stable_label_wins_over_a_newer_version(tmp_path: object) -> None:
+    serving = os.path.join(str(tmp_path), "serving")
+    base = os.path.join(serving, "clf")
+    _version(base, 100, 0.9)
+    serving_ops.set_canary(serving, "clf", 100)  # the first version labelled: stable and canary
+    assert serving_ops.served_version(serving, "clf") == (100, "stable label")
+    _version(base, 200, 0.5)  # pushed, not promoted: clients still get 100
+    served = ServedBaseline.from_artifact(_served(base))
+    assert (served.version, served.served_by) == (100, "stable label")
+
+
+def test_an_unchanged_model_is_already_served_and_says_so(tmp_path: object) -> None:
+    from tests.test_atomic_pusher import _model, _run_executor
+
+    first = _model(f"{tmp_path}/m1/Format-Serving", b"graph one")
+    assert _run_executor(tmp_path, first, True, "1").get_string_custom_property(atomic_pusher.PUSH_OUTCOME) == (
+        atomic_pusher.NEW_VERSION
+    )
+    again = _run_executor(tmp_path, first, True, "2")
+    assert again.get_string_custom_property(atomic_pusher.PUSH_OUTCOME) == atomic_pusher.ALREADY_SERVED
+
+
+@pytest.mark.parametrize(
+    ("push", "push_n", "now", "now_n", "held"),
+    [
+        (1.0, 16, 8 / 17, 17, True),  # the shuffled-label drop: 1.000 at push, 0.471 now
+        (0.9, 40, 0.85, 40, False),  # sampling noise between spans
+        (0.95, 20, 0.75, 20, False),  # lower, but the intervals overlap: not sure enough
+        (0.97, 200, 0.80, 200, True),
+    ],
+)
+def test_a_data_shift_holds_the_push_back_only_when_the_intervals_part(
+    push: float, push_n: int, now: float, now_n: int, held: bool
+) -> None:
+    served = ServedBaseline(version=7, served_by="newest version", push_accuracy=push, push_test_examples=push_n)
+    reason = atomic_pusher.data_shift(served, now, now_n)
+    assert bool(reason) == held == accuracy.surely_lower(now, now_n, push, push_n)
+    if held:
+        assert reason.startswith(f"data shift: the served version 7 scores {now:.3f} (95% interval ")
+        assert f"on this run's {now_n} test images, against {push:.3f}" in reason
+
+
+def test_no_data_shift_without_a_served_model_or_its_push_numbers() -> None:
+    assert atomic_pusher.data_shift(ServedBaseline(version=0), 0.1, 50) == ""
+    assert atomic_pusher.data_shift(ServedBaseline(version=3, push_accuracy=None), 0.1, 50) == ""
+    assert atomic_pusher.data_shift(ServedBaseline(version=3, push_accuracy=1.0, push_test_examples=50), None, 0) == ""
