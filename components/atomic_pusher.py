@@ -44,6 +44,13 @@ ALREADY_SERVED = "already_served"
 EVALUATION_KEY = "evaluation"
 # The served-model step's Model: the gate's baseline, and its accuracy when it was pushed.
 SERVED_MODEL_KEY = "served_model"
+# The ingested Examples: their URI goes into each version's push info, so a later run can
+# re-judge on this version's own test split (components/served_model.py).
+EXAMPLES_KEY = "examples"
+# The second Evaluator's verdict: the candidate against the served model on the served
+# version's own test split (images the served model was gated on and never trained on).
+SERVED_TEST_BLESSING_KEY = "served_test_blessing"
+SERVED_TEST_EVALUATION_KEY = "served_test_evaluation"
 PUSHER_ID = "Pusher"
 
 
@@ -119,6 +126,23 @@ def data_shift(served: served_model.ServedBaseline, baseline_now: float | None, 
     )
 
 
+def _served_test_regression(input_dict: dict[str, list]) -> str:
+    """Why the candidate is worse than the served model on the served version's own test split, or ``""``."""
+    blessings = input_dict.get(SERVED_TEST_BLESSING_KEY) or []
+    if not blessings or blessings[0].get_int_custom_property("blessed"):
+        return ""
+    from pipeline import evaluation  # TFMA: imported only where a push reads its numbers
+
+    evaluations = input_dict.get(SERVED_TEST_EVALUATION_KEY) or []
+    gate = evaluation.read_gate(evaluations[0].uri, blessed=False) if evaluations else None
+    numbers = "; ".join(gate.reasons) if gate and gate.reasons else "see the served-test Evaluator"
+    return (
+        f"regression on the served version's own test split ({gate.test_examples if gate else '?'} images it was "
+        f"gated on, held out when it was trained): {numbers}: not pushed. Check the new data against the old, or "
+        "raise max_accuracy_drop"
+    )
+
+
 def on_device_files(model_dir: str, variant: tflite.TfliteVariant) -> dict[str, bytes]:
     """The TFLite file and labels of the model for its version folder (none for ``none``).
 
@@ -178,7 +202,7 @@ class AtomicPusherExecutor(tfx_pusher_executor.Executor):
             extra_files = on_device_files(model_dir, settings.tflite)
             serving_path, outcome = serving_dir.atomic_push(model_dir, base, extra_files=extra_files), NEW_VERSION
             logging.info("Model written to serving path %s.", serving_path)
-            self._after_push(serving_path, model_dir, input_dict.get(EVALUATION_KEY, []))
+            self._after_push(serving_path, model_dir, input_dict)
         version = int(os.path.basename(serving_path))
         root, model_name = os.path.split(base.rstrip("/"))
         spare = serving_ops.listed_versions(root, model_name)
@@ -203,16 +227,20 @@ class AtomicPusherExecutor(tfx_pusher_executor.Executor):
             if reason:
                 return reason
         evaluations = input_dict.get(EVALUATION_KEY) or []
-        if served is None or settings.allow_data_shift or not evaluations:
+        if served is None or not evaluations:
             return ""
+        if settings.allow_data_shift:
+            return _served_test_regression(input_dict)
         from pipeline import evaluation  # TFMA: imported only where a push reads its numbers
 
         gate = evaluation.read_gate(artifact_utils.get_single_uri(evaluations), blessed=True)
-        return data_shift(served, gate.baseline_accuracy, gate.test_examples)
+        return data_shift(served, gate.baseline_accuracy, gate.test_examples) or _served_test_regression(input_dict)
 
-    def _after_push(self, serving_path: str, model_dir: str, evaluations: list) -> None:
-        """Records where the version came from and its test accuracy; with a TF Serving model
-        config, lists it as the canary."""
+    def _after_push(self, serving_path: str, model_dir: str, input_dict: dict[str, list]) -> None:
+        """Records where the version came from, its test accuracy and test split; with a TF Serving
+        model config, lists it as the canary."""
+        evaluations = input_dict.get(EVALUATION_KEY) or []
+        examples = input_dict.get(EXAMPLES_KEY) or []
         root, model_name = os.path.split(os.path.dirname(serving_path.rstrip("/")))
         run_id = getattr(self._context, "pipeline_run_id", None) if self._context else None
         info: dict[str, Any] = {
@@ -225,6 +253,8 @@ class AtomicPusherExecutor(tfx_pusher_executor.Executor):
 
             gate = evaluation.read_gate(artifact_utils.get_single_uri(evaluations), blessed=True)
             info.update(accuracy=gate.candidate_accuracy, test_examples=gate.test_examples)
+        if examples:
+            info.update(examples_uri=examples[0].uri, span=examples[0].get_int_custom_property("span"))
         serving_ops.record_push_info(serving_path, info)
         if tf.io.gfile.exists(serving_ops.model_config_path(root)):
             version = int(os.path.basename(serving_path))
@@ -241,6 +271,11 @@ class AtomicPusherSpec(component_spec.ComponentSpec):
         **standard_component_specs.PusherSpec.INPUTS,
         EVALUATION_KEY: component_spec.ChannelParameter(type=standard_artifacts.ModelEvaluation, optional=True),
         SERVED_MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model, optional=True),
+        EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples, optional=True),
+        SERVED_TEST_BLESSING_KEY: component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
+        SERVED_TEST_EVALUATION_KEY: component_spec.ChannelParameter(
+            type=standard_artifacts.ModelEvaluation, optional=True
+        ),
     }
     OUTPUTS = dict(standard_component_specs.PusherSpec.OUTPUTS)
 
@@ -262,12 +297,17 @@ class AtomicPusher(Pusher):
         base_directory: str,
         settings: PusherSettings,
         served: Channel | None = None,
+        examples: Channel | None = None,
+        served_test: tuple[Channel, Channel] | None = None,
     ) -> None:
         spec = AtomicPusherSpec(
             model=model,
             model_blessing=model_blessing,
             evaluation=evaluation,
             served_model=served,
+            examples=examples,
+            served_test_blessing=served_test[0] if served_test else None,
+            served_test_evaluation=served_test[1] if served_test else None,
             push_destination=pusher_pb2.PushDestination(
                 filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base_directory)
             ),
@@ -284,6 +324,8 @@ def create_pusher(
     settings: PusherSettings,
     evaluation: Channel | None = None,
     served: Channel | None = None,
+    examples: Channel | None = None,
+    served_test: tuple[Channel, Channel] | None = None,
 ) -> Pusher:
     """The ``Pusher`` node: pushes blessed models atomically, recording ``evaluation``'s test accuracy.
 
@@ -295,5 +337,8 @@ def create_pusher(
       evaluation: The gate's ModelEvaluation (its test accuracy goes into each version's push info).
       served: The served-model step's Model (the gate's baseline): class changes are judged
         against it, and its push-time accuracy tells a data shift (``data_shift``).
+      examples: The ingested Examples, recorded with each version (its test split is re-judged later).
+      served_test: The second Evaluator's blessing and evaluation on the served version's test split.
     """
-    return AtomicPusher(model, model_blessing, evaluation, base_directory, settings, served).with_id(PUSHER_ID)
+    pusher = AtomicPusher(model, model_blessing, evaluation, base_directory, settings, served, examples, served_test)
+    return pusher.with_id(PUSHER_ID)

@@ -7,13 +7,21 @@ so the gate runs as TFX runs a first run: the absolute bound alone, change
 thresholds skipped (tfx/components/evaluator/executor.py sets ``has_baseline``
 from the ``baseline_model`` input). Every other baseline, the from-scratch
 comparison's included, goes to TFMA as it is.
+
+The same executor runs the second gate, on the served version's own test split
+(``served_test_evaluator``): when the served-model step found no such split
+(nothing served, or a version that recorded none) there is nothing to compare
+on, and the executor writes a blessing that says so (``skipped``) without
+running TFMA.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
+import tensorflow as tf
 from tfx.components import Evaluator
 from tfx.components.evaluator import executor as tfx_evaluator_executor
 from tfx.dsl.components.base import executor_spec
@@ -22,6 +30,8 @@ from tfx.types import standard_component_specs
 from components import served_model
 
 EVALUATOR_ID = "Evaluator"  # TFX's own node id, kept: runs, reports and the Kubeflow task use it
+SERVED_TEST_EVALUATOR_ID = "served_test_evaluator"
+SKIPPED = "skipped"  # a blessing's custom property: why nothing was compared
 
 
 class GateEvaluatorExecutor(tfx_evaluator_executor.Executor):
@@ -30,13 +40,28 @@ class GateEvaluatorExecutor(tfx_evaluator_executor.Executor):
     def Do(  # noqa: N802 (TFX API)
         self, input_dict: dict[str, list], output_dict: dict[str, list], exec_properties: dict[str, Any]
     ) -> None:
-        """Drops an empty served baseline, then runs TFX's Evaluator."""
+        """Drops an empty served baseline, then runs TFX's Evaluator (nothing on an empty served test split)."""
+        examples = input_dict.get(standard_component_specs.EXAMPLES_KEY) or []
+        if examples and all(served_model.is_empty(artifact) for artifact in examples):
+            _bless_without_comparing(output_dict, "no served version with a recorded test split")
+            return
         key = standard_component_specs.BASELINE_MODEL_KEY
         baselines = input_dict.get(key) or []
         if baselines and all(served_model.is_empty(artifact) for artifact in baselines):
             logging.info("No served model yet: the gate applies min_accuracy alone.")
             input_dict = {name: artifacts for name, artifacts in input_dict.items() if name != key}
         super().Do(input_dict, output_dict, exec_properties)
+
+
+def _bless_without_comparing(output_dict: dict[str, list], reason: str) -> None:
+    """A blessing as TFX's Evaluator writes one (``BLESSED`` file, ``blessed`` 1), marked ``skipped``."""
+    logging.info("Evaluator: nothing to compare (%s).", reason)
+    blessing = output_dict[standard_component_specs.BLESSING_KEY][0]
+    tf.io.gfile.makedirs(blessing.uri)
+    with tf.io.gfile.GFile(os.path.join(blessing.uri, "BLESSED"), "w") as handle:
+        handle.write("")
+    blessing.set_int_custom_property("blessed", 1)
+    blessing.set_string_custom_property(SKIPPED, reason)
 
 
 class GateEvaluator(Evaluator):

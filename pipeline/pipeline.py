@@ -22,7 +22,7 @@ from tfx.types.channel import Channel
 import components.modules
 import schemas
 from components import atomic_pusher, image_example_gen, image_files, served_model, splits
-from components.gate_evaluator import EVALUATOR_ID, GateEvaluator
+from components.gate_evaluator import EVALUATOR_ID, SERVED_TEST_EVALUATOR_ID, GateEvaluator
 from components.modules import features
 from components.modules.settings import TrainerSettings, TransformSettings
 from pipeline.config import PipelineConfig
@@ -61,6 +61,16 @@ def gate_threshold(min_accuracy: float, max_accuracy_drop: float) -> tfma.Metric
     """
     return tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -max(max_accuracy_drop, _MIN_CHANGE_TOLERANCE)},
+        ),
+    )
+
+
+def no_worse_threshold(max_accuracy_drop: float) -> tfma.MetricThreshold:
+    """The second gate, on the served version's own test split: no worse than the served model there."""
+    return tfma.MetricThreshold(
         change_threshold=tfma.GenericChangeThreshold(
             direction=tfma.MetricDirection.HIGHER_IS_BETTER,
             absolute={"value": -max(max_accuracy_drop, _MIN_CHANGE_TOLERANCE)},
@@ -189,6 +199,13 @@ def create_pipeline(
         served.outputs[served_model.MODEL_KEY],
         eval_config(gate_threshold(config.min_accuracy, config.max_accuracy_drop)),
     )
+    # The candidate against the served model on the test split the served version was gated on.
+    served_test = _evaluator(
+        served.outputs[served_model.TEST_EXAMPLES_KEY],
+        trainer.outputs["model"],
+        served.outputs[served_model.MODEL_KEY],
+        eval_config(no_worse_threshold(config.max_accuracy_drop)),
+    ).with_id(SERVED_TEST_EVALUATOR_ID)
     pusher = atomic_pusher.create_pusher(
         trainer.outputs["model"],
         evaluator.outputs["blessing"],
@@ -201,6 +218,8 @@ def create_pipeline(
         ),
         evaluation=evaluator.outputs["evaluation"],
         served=served.outputs[served_model.MODEL_KEY],
+        examples=examples,
+        served_test=(served_test.outputs["blessing"], served_test.outputs["evaluation"]),
     )
     comparison = []
     if config.compare_from_scratch:
@@ -225,6 +244,7 @@ def create_pipeline(
             trainer,
             served,
             evaluator,
+            served_test,
             pusher,
             *comparison,
         ],

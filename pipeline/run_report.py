@@ -12,12 +12,16 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
-from components import atomic_pusher, image_example_gen, served_model
+from components import atomic_pusher, gate_evaluator, image_example_gen, served_model
+from components.gate_evaluator import SERVED_TEST_EVALUATOR_ID
 from components.modules import reports
 from components.modules.settings import TrainingSummary
 from pipeline import evaluation
 from pipeline.evaluation import GateResult
 from pipeline.pipeline import TRANSFER_VS_SCRATCH_EVALUATOR
+
+# Evaluators whose verdict is not the gate's (their eval_config has no gate bounds to read).
+_SIDE_EVALUATORS = (TRANSFER_VS_SCRATCH_EVALUATOR, SERVED_TEST_EVALUATOR_ID)
 
 _STATE_NAMES = {
     metadata_store_pb2.Execution.COMPLETE: "ran",
@@ -70,6 +74,7 @@ class RunReport:
     training_dir: str = ""
     training_files: list[str] = dataclasses.field(default_factory=list)
     gate: GateResult | None = None
+    served_test_gate: GateResult | None = None
     comparison: GateResult | None = None
     pushed_to: str | None = None
     not_pushed_reason: str = ""
@@ -163,6 +168,13 @@ class RunReport:
             lines.append(
                 f"  test accuracy (gate, {self.gate.test_examples} held-out images): candidate "
                 f"{_fmt(self.gate.candidate_accuracy)}, served model {served}"
+            )
+        served_test = self.served_test_gate
+        if served_test is not None:
+            verdict = "no worse" if served_test.blessed else "WORSE"
+            lines.append(
+                f"  served version's own test split ({served_test.test_examples} images): candidate "
+                f"{_fmt(served_test.candidate_accuracy)}, served model {_fmt(served_test.baseline_accuracy)} ({verdict})"
             )
         if self.comparison is not None:
             verdict = "NEGATIVE TRANSFER: from scratch did better" if self.negative_transfer else "transfer did better"
@@ -336,7 +348,7 @@ def read_run_report(metadata_path: str, pipeline_name: str, run_id: str | None =
     for execution in executions:
         node = _node_name(store, execution)
         report.component_states[node] = _STATE_NAMES.get(execution.last_known_state, "unknown")
-        if node != TRANSFER_VS_SCRATCH_EVALUATOR and "eval_config" in execution.custom_properties:
+        if node not in _SIDE_EVALUATORS and "eval_config" in execution.custom_properties:
             report.gate_bounds = gate_bounds(execution.custom_properties["eval_config"].string_value)
         for artifact in _outputs(store, execution.id):
             type_name = store.get_artifact_types_by_id([artifact.type_id])[0].name
@@ -361,6 +373,12 @@ def _add_outputs(report: RunReport, outputs: dict[str, dict[str, metadata_store_
         if node == TRANSFER_VS_SCRATCH_EVALUATOR and "ModelEvaluation" in artifacts:
             # Measures both models on test and blesses nothing (see pipeline.eval_config).
             report.comparison = evaluation.read_gate(artifacts["ModelEvaluation"].uri, blessed=False)
+        elif node == SERVED_TEST_EVALUATOR_ID and "ModelBlessing" in artifacts:
+            blessing = artifacts["ModelBlessing"]
+            if not _custom(blessing, gate_evaluator.SKIPPED):
+                report.served_test_gate = evaluation.read_gate(
+                    artifacts["ModelEvaluation"].uri, bool(_custom(blessing, "blessed"))
+                )
         elif "ModelBlessing" in artifacts and "ModelEvaluation" in artifacts:
             report.gate = evaluation.read_gate(
                 artifacts["ModelEvaluation"].uri, bool(_custom(artifacts["ModelBlessing"], "blessed"))

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.slow
 
 TRAINING = {"FileBasedExampleGen", "StatisticsGen", "ExampleValidator", "Transform", "Trainer"}
 EVERY_RUN = {"IngestSnapshot", "served_model", "Pusher"}  # never cached: they look at the data and serving dirs
+GATES = {"Evaluator", "served_test_evaluator"}  # this run's test split, and the served version's
 COLORS = {"red": (210, 30, 30), "blue": (30, 30, 210)}
 
 
@@ -105,7 +106,9 @@ def test_the_spec_has_nothing_open_source_kfp_refuses_or_ignores(nightly: dict) 
 
 def test_span_1_is_trained_gated_without_a_baseline_and_pushed(nightly: dict) -> None:
     run = nightly["span1"]
-    assert _states(run) == dict.fromkeys(TRAINING | EVERY_RUN | {"ImportSchemaGen", "Evaluator"}, "ran")
+    assert _states(run) == dict.fromkeys(TRAINING | EVERY_RUN | GATES | {"ImportSchemaGen"}, "ran")
+    skipped = _metadata(run, "served_test_evaluator", "blessing")
+    assert (skipped["blessed"], skipped["skipped"]) == (1, "no served version with a recorded test split")
     assert run.tasks["IngestSnapshot"].parameters["span"] == 1
     examples = _metadata(run, "FileBasedExampleGen", "examples")
     assert (examples["custom:span"], examples["files_seen"]) == (1, 80)
@@ -129,7 +132,7 @@ def test_the_pushed_model_answers_for_a_real_image(nightly: dict) -> None:
 
 def test_span_2_is_read_and_gated_against_the_served_version(nightly: dict) -> None:
     run = nightly["span2"]
-    assert _states(run) == {**dict.fromkeys(TRAINING | EVERY_RUN | {"Evaluator"}, "ran"), "ImportSchemaGen": "cached"}
+    assert _states(run) == {**dict.fromkeys(TRAINING | EVERY_RUN | GATES, "ran"), "ImportSchemaGen": "cached"}
     assert (
         "span-0002/*/*" in run.tasks["FileBasedExampleGen"].executor_input["inputs"]["parameterValues"]["input_config"]
     )
@@ -140,6 +143,13 @@ def test_span_2_is_read_and_gated_against_the_served_version(nightly: dict) -> N
     baseline = run.tasks["Evaluator"].executor_input["inputs"]["artifacts"]["baseline_model"]["artifacts"][0]
     assert baseline == run.artifact("served_model", "model")
     assert tf.io.gfile.exists(os.path.join(baseline["uri"], "Format-Serving", "saved_model.pb"))
+    # The second gate read span 1's test split, which the served version was gated on.
+    served_test = run.tasks["served_test_evaluator"].executor_input["inputs"]["artifacts"]["examples"]["artifacts"][0]
+    assert served_test["metadata"]["served_version"] == first_version
+    span1_examples = nightly["span1"].artifact("FileBasedExampleGen", "examples")["uri"]
+    copied = sorted(os.listdir(os.path.join(served_test["uri"], "Split-test")))
+    assert copied == sorted(os.listdir(os.path.join(span1_examples, "Split-test")))
+    assert _metadata(run, "served_test_evaluator", "blessing")["blessed"] == 1
     pushed = _metadata(run, "Pusher", "pushed_model")
     assert pushed[atomic_pusher.PUSH_OUTCOME] == atomic_pusher.NEW_VERSION
     assert nightly["versions2"] == [first_version, int(pushed["pushed_version"])]

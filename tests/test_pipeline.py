@@ -32,7 +32,8 @@ def test_components_and_their_inputs() -> None:
         "Transform": {"FileBasedExampleGen", "ImportSchemaGen"},
         "Trainer": {"Transform", "ImportSchemaGen"},
         "Evaluator": {"FileBasedExampleGen", "Trainer", "served_model"},
-        "Pusher": {"Trainer", "Evaluator", "served_model"},
+        "served_test_evaluator": {"Trainer", "served_model"},  # on the served version's own test split
+        "Pusher": {"FileBasedExampleGen", "Trainer", "Evaluator", "served_model", "served_test_evaluator"},
     }
 
 
@@ -68,7 +69,13 @@ def test_from_scratch_comparison_is_its_own_trainer_and_evaluator() -> None:
     assert (scratch["weights"], scratch["stage1_epochs"], scratch["stage2_epochs"]) == ("none", 9, 0)
     assert transfer["weights"] == "imagenet"
     # The comparison does not gate the push.
-    assert upstream["Pusher"] == {"Trainer", "Evaluator", "served_model"}
+    assert upstream["Pusher"] == {
+        "FileBasedExampleGen",
+        "Trainer",
+        "Evaluator",
+        "served_model",
+        "served_test_evaluator",
+    }
     assert pipeline.FROM_SCRATCH_TRAINER not in _components()
 
 

@@ -21,11 +21,17 @@ def _version(base: str, version: int, accuracy_at_push: float | None = None, com
     return folder
 
 
-def _served(base: str) -> standard_artifacts.Model:
-    model = standard_artifacts.Model()
+def _run_step(base: str) -> tuple[standard_artifacts.Model, standard_artifacts.Examples]:
+    model, examples = standard_artifacts.Model(), standard_artifacts.Examples()
     model.uri = os.path.join(os.path.dirname(base), "served_artifact")
-    served_model.ServedModelExecutor().Do({}, {served_model.MODEL_KEY: [model]}, {"serving_model_dir": base})
-    return model
+    examples.uri = os.path.join(os.path.dirname(base), "served_test_examples")
+    outputs = {served_model.MODEL_KEY: [model], served_model.TEST_EXAMPLES_KEY: [examples]}
+    served_model.ServedModelExecutor().Do({}, outputs, {"serving_model_dir": base})
+    return model, examples
+
+
+def _served(base: str) -> standard_artifacts.Model:
+    return _run_step(base)[0]
 
 
 def test_nothing_served_hands_an_empty_model(tmp_path: object) -> None:
@@ -98,3 +104,48 @@ def test_no_data_shift_without_a_served_model_or_its_push_numbers() -> None:
     assert atomic_pusher.data_shift(ServedBaseline(version=0), 0.1, 50) == ""
     assert atomic_pusher.data_shift(ServedBaseline(version=3, push_accuracy=None), 0.1, 50) == ""
     assert atomic_pusher.data_shift(ServedBaseline(version=3, push_accuracy=1.0, push_test_examples=50), None, 0) == ""
+
+
+def test_the_served_versions_test_split_comes_along_when_its_push_recorded_it(tmp_path: object) -> None:
+    base = os.path.join(str(tmp_path), "serving", "clf")
+    gated_on = os.path.join(str(tmp_path), "examples", "7")
+    write(os.path.join(gated_on, "Split-test", "data_tfrecord-00000-of-00001.gz"), b"test records")
+    write(os.path.join(gated_on, "Split-train", "data_tfrecord-00000-of-00001.gz"), b"train records")
+    folder = _version(base, 100, 0.9)
+    serving_ops.record_push_info(folder, {"accuracy": 0.9, "test_examples": 40, "examples_uri": gated_on})
+    _version(base, 50, 0.8)  # an older version without a record
+    model, examples = _run_step(base)
+    assert examples.get_int_custom_property(served_model.SERVED_VERSION) == 100
+    assert os.listdir(examples.uri) == ["Split-test"]  # the test split only: no model trained on it
+    with open(os.path.join(examples.uri, "Split-test", "data_tfrecord-00000-of-00001.gz"), "rb") as handle:
+        assert handle.read() == b"test records"
+    assert examples.split_names == '["test"]'
+
+
+def test_a_version_without_a_recorded_test_split_hands_an_empty_one(tmp_path: object) -> None:
+    base = os.path.join(str(tmp_path), "serving", "clf")
+    _version(base, 100, 0.9)
+    model, examples = _run_step(base)
+    assert not served_model.is_empty(model) and served_model.is_empty(examples)
+
+
+def test_a_regression_on_the_served_versions_test_split_holds_the_push_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline import evaluation
+
+    blessing, evaluated = standard_artifacts.ModelBlessing(), standard_artifacts.ModelEvaluation()
+    evaluated.uri = "/evaluations/9"
+    gate = evaluation.GateResult(
+        blessed=False,
+        candidate_accuracy=0.7,
+        baseline_accuracy=0.95,
+        test_examples=40,
+        reasons=["test accuracy 0.700 is 0.250 below the baseline's 0.950 (max_accuracy_drop 0.000)"],
+    )
+    monkeypatch.setattr(evaluation, "read_gate", lambda uri, blessed: gate if uri == evaluated.uri else None)
+    inputs = {atomic_pusher.SERVED_TEST_BLESSING_KEY: [blessing], atomic_pusher.SERVED_TEST_EVALUATION_KEY: [evaluated]}
+    blessing.set_int_custom_property("blessed", 1)
+    assert atomic_pusher._served_test_regression(inputs) == ""  # noqa: SLF001
+    blessing.set_int_custom_property("blessed", 0)
+    reason = atomic_pusher._served_test_regression(inputs)  # noqa: SLF001
+    assert reason.startswith("regression on the served version's own test split (40 images it was gated on")
+    assert "test accuracy 0.700 is 0.250 below the baseline's 0.950" in reason and reason.endswith("max_accuracy_drop")
