@@ -48,14 +48,14 @@ class GateEvaluatorExecutor(tfx_evaluator_executor.Executor):
         key = standard_component_specs.BASELINE_MODEL_KEY
         baselines = input_dict.get(key) or []
         if baselines and all(served_model.is_empty(artifact) for artifact in baselines):
-            logging.info("No served model yet: the gate applies min_accuracy alone.")
+            logging.debug("No served model yet: the gate applies min_accuracy alone.")
             input_dict = {name: artifacts for name, artifacts in input_dict.items() if name != key}
         super().Do(input_dict, output_dict, exec_properties)
 
 
 def _bless_without_comparing(output_dict: dict[str, list], reason: str) -> None:
     """A blessing as TFX's Evaluator writes one (``BLESSED`` file, ``blessed`` 1), marked ``skipped``."""
-    logging.info("Evaluator: nothing to compare (%s).", reason)
+    logging.debug("Nothing to compare on: %s; blessed without comparing.", reason)
     blessing = output_dict[standard_component_specs.BLESSING_KEY][0]
     tf.io.gfile.makedirs(blessing.uri)
     with tf.io.gfile.GFile(os.path.join(blessing.uri, "BLESSED"), "w") as handle:
