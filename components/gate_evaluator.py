@@ -10,13 +10,15 @@ comparison's included, goes to TFMA as it is.
 
 The same executor runs the second gate, on the served version's own test split
 (``served_test_evaluator``): when the served-model step found no such split
-(nothing served, or a version that recorded none) there is nothing to compare
-on, and the executor writes a blessing that says so (``skipped``) without
-running TFMA.
+(nothing served, or a version that recorded none), or the candidate is the served
+model itself (an unchanged rerun: its eval config only compares, and a model is
+never worse than itself), there is nothing to compare, and the executor writes a
+blessing that says so (``skipped``) without running TFMA.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any
@@ -26,8 +28,9 @@ from tfx.components import Evaluator
 from tfx.components.evaluator import executor as tfx_evaluator_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_component_specs
+from tfx.utils import path_utils
 
-from components import served_model
+from components import served_model, serving_dir
 
 EVALUATOR_ID = "Evaluator"  # TFX's own node id, kept: runs, reports and the Kubeflow task use it
 SERVED_TEST_EVALUATOR_ID = "served_test_evaluator"
@@ -47,10 +50,36 @@ class GateEvaluatorExecutor(tfx_evaluator_executor.Executor):
             return
         key = standard_component_specs.BASELINE_MODEL_KEY
         baselines = input_dict.get(key) or []
+        if _only_compares(exec_properties) and _same_model(input_dict, baselines):
+            _bless_without_comparing(output_dict, "the candidate is the served model")
+            return
         if baselines and all(served_model.is_empty(artifact) for artifact in baselines):
             logging.debug("No served model yet: the gate applies min_accuracy alone.")
             input_dict = {name: artifacts for name, artifacts in input_dict.items() if name != key}
         super().Do(input_dict, output_dict, exec_properties)
+
+
+def _only_compares(exec_properties: dict[str, Any]) -> bool:
+    """Whether the eval config's thresholds are change thresholds only (the served-test gate)."""
+    config = json.loads(exec_properties.get(standard_component_specs.EVAL_CONFIG_KEY) or "{}")
+    thresholds = [
+        per_slice.get("threshold", {})
+        for spec in config.get("metrics_specs", [])
+        for metric in spec.get("metrics", [])
+        for per_slice in metric.get("per_slice_thresholds", [])
+    ]
+    return bool(thresholds) and all("value_threshold" not in threshold for threshold in thresholds)
+
+
+def _same_model(input_dict: dict[str, list], baselines: list) -> bool:
+    """Whether candidate and baseline hold the same SavedModel (an unchanged rerun): "no worse" holds trivially."""
+    candidates = input_dict.get(standard_component_specs.MODEL_KEY) or []
+    if len(candidates) != 1 or len(baselines) != 1 or served_model.is_empty(baselines[0]):
+        return False
+    paths = [path_utils.serving_model_path(artifact.uri) for artifact in (candidates[0], baselines[0])]
+    return (
+        all(tf.io.gfile.exists(path) for path in paths) and len({serving_dir.model_fingerprint(p) for p in paths}) == 1
+    )
 
 
 def _bless_without_comparing(output_dict: dict[str, list], reason: str) -> None:

@@ -164,6 +164,8 @@ def test_no_new_data_trains_nothing_and_pushes_nothing(nightly: dict) -> None:
     pushed = _metadata(run, "Pusher", "pushed_model")
     assert pushed[atomic_pusher.PUSH_OUTCOME] == atomic_pusher.ALREADY_SERVED
     assert nightly["versions3"] == nightly["versions2"]
+    # The candidate is the served model: nothing to compare on its own test split, no TFMA pass.
+    assert _metadata(run, "served_test_evaluator", "blessing")["skipped"] == "the candidate is the served model"
 
 
 def test_a_shuffled_label_span_is_held_back_with_its_reason(nightly: dict) -> None:

@@ -240,6 +240,7 @@ def test_unchanged_rerun_is_served_from_cache(runs: dict) -> None:
         in (second.format())
     )
     assert second.blessed is True and second.push_outcome == "already_served"
+    assert second.served_test_gate is None  # the candidate is the served model: nothing to compare there
     assert runs["versions_after_second"] == runs["versions_after_first"]
     assert second.pushed_to == runs["first"].pushed_to
     assert "(already served: nothing copied)" in runs["second_text"]

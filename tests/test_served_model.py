@@ -149,3 +149,17 @@ def test_a_regression_on_the_served_versions_test_split_holds_the_push_back(monk
     reason = atomic_pusher._served_test_regression(inputs)  # noqa: SLF001
     assert reason.startswith("regression on the served version's own test split (40 images it was gated on")
     assert "test accuracy 0.700 is 0.250 below the baseline's 0.950" in reason and reason.endswith("max_accuracy_drop")
+
+
+def test_only_the_served_test_gate_is_skipped_for_an_unchanged_model() -> None:
+    from tfx.utils import proto_utils
+
+    from components import gate_evaluator
+    from pipeline import pipeline
+
+    def properties(threshold: object) -> dict:
+        return {"eval_config": proto_utils.proto_to_json(pipeline.eval_config(threshold))}
+
+    assert gate_evaluator._only_compares(properties(pipeline.no_worse_threshold(0.0)))  # noqa: SLF001
+    assert not gate_evaluator._only_compares(properties(pipeline.gate_threshold(0.5, 0.0)))  # noqa: SLF001
+    assert not gate_evaluator._only_compares(properties(None))  # noqa: SLF001 (the from-scratch comparison)
