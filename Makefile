@@ -1,17 +1,31 @@
 # Two commands for a fresh machine: `make demo` and `make test` (they create the venv).
-PYTHON310 ?= $(HOME)/.pyenv/versions/3.10.13/bin/python3
+# TFX 1.21's ml-metadata and tensorflow-data-validation wheels need glibc >= 2.39 (Debian 13,
+# Ubuntu 24.04): there every target runs natively with the system python3 (3.12 or 3.13). On an
+# older host the same targets run inside a Debian 13 userland that tools/userland.sh builds once
+# under .userland/ (mmdebstrap; about a minute and 1.4 GB), with this checkout at the same path.
+PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 WORKDIR ?= demo_workdir
+GLIBC := $(shell getconf GNU_LIBC_VERSION 2>/dev/null | cut -d' ' -f2)
+NATIVE ?= $(shell printf '2.39\n%s\n' "$(GLIBC)" | sort -V -C && echo 1 || echo 0)
 
 IMAGE ?= ghcr.io/tfx-image-transfer/pipeline:0.1.0
 
-.PHONY: install chromium demo test test-fast lint format bench compile clean
+.PHONY: install chromium demo test test-fast lint format bench compile clean userland shell
+
+ifeq ($(NATIVE),0)
+# glibc $(GLIBC) < 2.39: every target below runs inside the userland instead.
+install chromium demo test test-fast lint format bench compile:
+	tools/in-userland.sh $(MAKE) $@ NATIVE=1 WORKDIR=$(WORKDIR) IMAGE=$(IMAGE)
+else
 
 $(STAMP): setup.py constraints.txt
-	@test -x "$(PYTHON310)" || { echo "Python 3.10 not found at $(PYTHON310): TFX 1.16 needs it (set PYTHON310=/path/to/python3.10)."; exit 1; }
-	$(PYTHON310) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] not in ((3, 12), (3, 13)))' || { \
+		echo "$(PYTHON) is not Python 3.12 or 3.13: TFX 1.21 needs one (set PYTHON=/path/to/python3.13)."; exit 1; }
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip==26.3" "setuptools==69.5.1" "wheel==0.48.0"
 	$(BIN)/pip install --quiet --progress-bar off -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
@@ -62,6 +76,15 @@ bench: $(STAMP)
 
 compile: $(STAMP)
 	$(BIN)/image-pipeline compile --config kubeflow/config.yaml --image $(IMAGE) --output kubeflow/pipeline.yaml
+
+endif
+
+userland:
+	tools/userland.sh
+
+# A shell inside the userland (the venv is $(BIN); it only runs there on an old host).
+shell:
+	tools/in-userland.sh /bin/bash
 
 clean:
 	rm -rf $(WORKDIR) tfx_root serving .pytest_cache

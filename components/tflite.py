@@ -58,8 +58,10 @@ def convert(saved_model_dir: str, variant: TfliteVariant) -> bytes:
             f"The model at {saved_model_dir} has no {features.PIXELS_SIGNATURE!r} signature (it was exported "
             f"before TFLite support; signatures: {sorted(loaded.signatures)}): retrain it, or set tflite: none."
         )
-    # from_saved_model aborts the whole process on Keras 3 variables under TF 2.16 ("LLVM ERROR:
-    # Failed to infer result type(s)", tensorflow/tensorflow#63987); the concrete function converts.
+    # Not from_saved_model: under TF 2.16 it aborted the whole process on Keras 3 variables ("LLVM
+    # ERROR: Failed to infer result type(s)", tensorflow/tensorflow#63987); under TF 2.21 it converts
+    # but drops the weights (a 0.19 MB file for MobileNetV2 0.35 that outputs NaN, where this gives
+    # 1.6 MB agreeing with the SavedModel to 1e-7). The concrete function converts correctly.
     converter = tf.lite.TFLiteConverter.from_concrete_functions([loaded.signatures[features.PIXELS_SIGNATURE]], loaded)
     if variant in ("float16", "dynamic"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -13,14 +13,17 @@ to the log file too, by pointing file descriptors 1 and 2 at it.
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.machinery
 import logging
 import os
 import re
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from typing import TextIO
+from typing import Any, TextIO
 
 from components.modules import log_names
 
@@ -182,6 +185,68 @@ class ConsoleHandler(logging.StreamHandler):
 _handler: logging.StreamHandler | None = None
 progress = StepProgress()
 
+# C++ log lines (absl format, "I1201 09:31:24.854359  9 port.cc:153] ...", with the seconds since
+# the epoch before absl is initialized: "I0000 00:00:1796117484.854359 ...") and absl's
+# notice before them. TF_CPP_MIN_LOG_LEVEL no longer silences the ones TensorFlow 2.21 prints at
+# import (oneDNN, "Could not find cuda drivers", twice; tensorflow/tensorflow#100442).
+_NATIVE_IMPORT_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
+    r"|[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] )"
+)
+
+
+@contextlib.contextmanager
+def native_import_noise_dropped() -> Iterator[None]:
+    """Points file descriptor 2 at a temporary file for the block, then passes on every line but C++ log lines."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            lines = capture.read().decode("utf-8", errors="replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if not _NATIVE_IMPORT_NOISE.match(line))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
+
+
+class _QuietImportLoader(importlib.abc.Loader):
+    """The ``tensorflow`` package's own loader, run with :func:`native_import_noise_dropped`."""
+
+    def __init__(self, loader: Any) -> None:
+        self._loader = loader
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        module.__loader__ = module.__spec__.loader = self._loader
+        with native_import_noise_dropped():
+            self._loader.exec_module(module)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Wraps the first ``import tensorflow`` (whoever imports it) in :func:`native_import_noise_dropped`."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if name != "tensorflow":
+            return None
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietImportLoader(spec.loader)
+        return spec
+
 
 def setup(verbose: bool) -> None:
     """Console logging for the CLI: quiet (filtered) by default, everything with ``verbose``."""
@@ -191,6 +256,12 @@ def setup(verbose: bool) -> None:
     # Quiet: TensorFlow's C++ start-up lines (CUDA plug-in registration, CPU flags) are
     # printed at import, before the log file exists; real TensorFlow errors still raise.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
+    if (
+        not verbose
+        and "tensorflow" not in sys.modules
+        and not any(isinstance(finder, _QuietTensorFlowImport) for finder in sys.meta_path)
+    ):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     for handler in list(root.handlers):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 
-import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
+
+# TFMA 0.52 no longer re-exports its config protos at the top level (tfma.EvalConfig,
+# tfma.PerSliceMetricThreshold, ...): config_pb2 holds them, in 0.47 as in 0.52.
+from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 from tfx.components import (
     ExampleValidator,
     StatisticsGen,
@@ -51,7 +54,7 @@ def _user_code(user_code: str, module_file: str, function: str) -> dict[str, str
     return {function: f"components.{module.replace(os.sep, '.')}.{function}"}
 
 
-def gate_threshold(min_accuracy: float, max_accuracy_drop: float) -> tfma.MetricThreshold:
+def gate_threshold(min_accuracy: float, max_accuracy_drop: float) -> tfma_config.MetricThreshold:
     """The gate on test accuracy.
 
     Args:
@@ -59,48 +62,48 @@ def gate_threshold(min_accuracy: float, max_accuracy_drop: float) -> tfma.Metric
       max_accuracy_drop: How much lower than the served model the candidate
         may be (0.0: no worse).
     """
-    return tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+    return tfma_config.MetricThreshold(
+        value_threshold=tfma_config.GenericValueThreshold(lower_bound={"value": min_accuracy}),
+        change_threshold=tfma_config.GenericChangeThreshold(
+            direction=tfma_config.MetricDirection.HIGHER_IS_BETTER,
             absolute={"value": -max(max_accuracy_drop, _MIN_CHANGE_TOLERANCE)},
         ),
     )
 
 
-def no_worse_threshold(max_accuracy_drop: float) -> tfma.MetricThreshold:
+def no_worse_threshold(max_accuracy_drop: float) -> tfma_config.MetricThreshold:
     """The second gate, on the served version's own test split: no worse than the served model there."""
-    return tfma.MetricThreshold(
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+    return tfma_config.MetricThreshold(
+        change_threshold=tfma_config.GenericChangeThreshold(
+            direction=tfma_config.MetricDirection.HIGHER_IS_BETTER,
             absolute={"value": -max(max_accuracy_drop, _MIN_CHANGE_TOLERANCE)},
         ),
     )
 
 
-def eval_config(threshold: tfma.MetricThreshold | None) -> tfma.EvalConfig:
+def eval_config(threshold: tfma_config.MetricThreshold | None) -> tfma_config.EvalConfig:
     """Accuracy, example counts and the confusion matrix overall and per class; ``threshold`` gates the overall slice.
 
     Without a threshold the Evaluator measures and blesses nothing (the from-scratch
     comparison, which judges transfer, not whether to serve).
     """
-    per_slice = [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)]
-    return tfma.EvalConfig(
+    per_slice = [tfma_config.PerSliceMetricThreshold(slicing_specs=[tfma_config.SlicingSpec()], threshold=threshold)]
+    return tfma_config.EvalConfig(
         model_specs=[
-            tfma.ModelSpec(
+            tfma_config.ModelSpec(
                 signature_name="serving_examples",
                 label_key=features.transformed_name(features.LABEL_KEY),
                 prediction_key="probabilities",
                 preprocessing_function_names=["transform_features"],
             )
         ],
-        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])],
+        slicing_specs=[tfma_config.SlicingSpec(), tfma_config.SlicingSpec(feature_keys=[features.LABEL_KEY])],
         metrics_specs=[
-            tfma.MetricsSpec(
+            tfma_config.MetricsSpec(
                 metrics=[
-                    tfma.MetricConfig(class_name="ExampleCount"),
-                    tfma.MetricConfig(class_name=CONFUSION_MATRIX_PLOT),
-                    tfma.MetricConfig(
+                    tfma_config.MetricConfig(class_name="ExampleCount"),
+                    tfma_config.MetricConfig(class_name=CONFUSION_MATRIX_PLOT),
+                    tfma_config.MetricConfig(
                         class_name="SparseCategoricalAccuracy",
                         config=f'{{"name": "{ACCURACY_METRIC}"}}',
                         per_slice_thresholds=per_slice if threshold else [],
@@ -131,7 +134,7 @@ def _trainer(
     )
 
 
-def _evaluator(examples: Channel, model: Channel, baseline: Channel, config: tfma.EvalConfig) -> GateEvaluator:
+def _evaluator(examples: Channel, model: Channel, baseline: Channel, config: tfma_config.EvalConfig) -> GateEvaluator:
     """TFMA on the ``test`` split only: data no Trainer read or selected on."""
     return GateEvaluator(
         examples=examples, model=model, baseline_model=baseline, eval_config=config, example_splits=[splits.TEST]

@@ -3,7 +3,7 @@
 Each file is one request, so one bad file costs only its own result: the
 outcome of every file is either a ``Prediction`` or a ``Failure`` with the real
 reason (missing file, or the model's own message such as "Unknown image file
-format. One of JPEG, PNG, GIF, BMP required.").
+format. One of JPEG, JPEG XL, PNG, GIF, BMP, WebP required.").
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ def model_error_reason(message: str) -> str:
     """The useful line of a TensorFlow error message.
 
     ``Graph execution error:`` messages start with the node and its stack trace;
-    the reason (e.g. "Unknown image file format. One of JPEG, PNG, GIF, BMP
-    required.") comes after them, followed by ``[[{{node ...}}]]``.
+    the reason (e.g. "Unknown image file format. One of JPEG, JPEG XL, PNG, GIF,
+    BMP, WebP required.") comes after them, followed by ``[[{{node ...}}]]``.
     """
     for line in message.splitlines():
         if line.strip() and not _NOISE.match(line):

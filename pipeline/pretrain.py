@@ -61,7 +61,8 @@ def pretrain_backbone(
         backbone, backbone_name, num_classes, dropout=0.2, backbone_inference_mode=False
     )
     model_lib.compile_model(classifier, learning_rate)
-    history = classifier.fit(train, validation_data=validation, epochs=epochs, verbose=2)
+    # image_dataset_from_directory shuffles; Keras 3.15 warns when shuffle is left at True for a Dataset.
+    history = classifier.fit(train, validation_data=validation, epochs=epochs, shuffle=False, verbose=2)
     backbone.save_weights(weights_path)
     logging.info("Saved %s source weights to %s", backbone_name, weights_path)
     return {

@@ -4,7 +4,7 @@ A cached Pusher trusts MLMD: if the serving directory was deleted, a rerun with
 every input unchanged reuses the old PushedModel and reports a version that no
 longer exists. The Pusher must run on every run to check what is served.
 
-TFX 1.16 has no per-node cache switch in the DSL: the compiler writes the
+TFX (1.16, still in 1.21) has no per-node cache switch in the DSL: the compiler writes the
 pipeline's ``enable_cache`` into every node's ``execution_options.caching_options``
 (tfx/dsl/compiler/compiler.py, ``_set_node_execution_options``), and the launcher
 reads that per-node field (tfx/orchestration/portable/launcher.py, step 8 of

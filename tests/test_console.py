@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import time
+
+import pytest
 
 from pipeline import console
 
@@ -79,3 +82,17 @@ def test_status_lines_rewrite_one_line_on_a_terminal_and_vanish_elsewhere() -> N
     assert parts[0] == "" and parts[1].endswith("batch 3/14") and parts[2].endswith("batch 9/14")
     assert parts[3].endswith("Epoch 1/6 (stage 1): train accuracy 0.5\n")  # cleared the status line first
     assert len(parts) == 4
+
+
+def test_native_import_noise_is_dropped_and_everything_else_passed_on(capfd: pytest.CaptureFixture[str]) -> None:
+    # What TensorFlow 2.21 writes to file descriptor 2 at import, whatever TF_CPP_MIN_LOG_LEVEL says.
+    noise = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:1796117484.854359       9 port.cc:153] oneDNN custom operations are on.\n"
+        "I0000 00:00:1796117484.856232       9 cudart_stub.cc:31] Could not find cuda drivers on your machine.\n"
+        "E1201 09:31:24.854359   12 cuda_dnn.cc:8579] Unable to register cuDNN factory\n"
+    )
+    with console.native_import_noise_dropped():
+        os.write(2, noise.encode())
+        os.write(2, b"ImportError: a real problem\n")
+    assert capfd.readouterr().err == "ImportError: a real problem\n"

@@ -190,7 +190,7 @@ def test_parameters_come_from_the_config_and_code_from_the_image(compiled: dict)
     assert "span-{SPAN:4}/*/*" in _parameter(spec, "IngestSnapshot", "input_config")
     assert "gs://image-transfer-data/serving/image_classifier" in _parameter(spec, "Pusher", "push_destination")
     assert _parameter(spec, "ImportSchemaGen", "schema_file") == "/app/schemas/schema.pbtxt"
-    assert spec["sdkVersion"] == "tfx-1.16.0"
+    assert spec["sdkVersion"] == "tfx-1.21.0"
     assert not any(path in compiled["text"] for path in (os.path.abspath(ROOT), "/tmp/"))
 
 

@@ -218,7 +218,7 @@ def test_predict_cli_uses_the_newest_pushed_version(runs: dict) -> None:
     )
     assert (
         result.exit_code == 1
-        and "notes.jpg: Unknown image file format. One of JPEG, PNG, GIF, BMP required." in result.output
+        and "notes.jpg: Unknown image file format. One of JPEG, JPEG XL, PNG, GIF, BMP, WebP required." in result.output
     )
 
 

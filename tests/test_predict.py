@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from pipeline import cli, predict
 from tests.helpers import encode, solid, write
 
-UNKNOWN_FORMAT = "Unknown image file format. One of JPEG, PNG, GIF, BMP required."
+UNKNOWN_FORMAT = "Unknown image file format. One of JPEG, JPEG XL, PNG, GIF, BMP, WebP required."
 
 
 class _ColourModel(tf.Module):

@@ -62,7 +62,7 @@ def test_rest_round_trip() -> None:
 
 
 def test_rest_error_keeps_tf_serving_message() -> None:
-    error = {"error": "Unknown image file format. One of JPEG, PNG, GIF, BMP required."}
+    error = {"error": "Unknown image file format. One of JPEG, JPEG XL, PNG, GIF, BMP, WebP required."}
     server = _serve(400, error, [])
     try:
         with pytest.raises(ValueError, match="answered 400: Unknown image file format"):
@@ -84,7 +84,8 @@ class _Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         images = tf.make_ndarray(request.inputs["image_bytes"])
         if any(not image.startswith(b"\xff") and not image.startswith(b"\x89") for image in images):
             context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "Unknown image file format. One of JPEG, PNG, GIF, BMP required."
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "Unknown image file format. One of JPEG, JPEG XL, PNG, GIF, BMP, WebP required.",
             )
         response = predict_pb2.PredictResponse()
         response.outputs["classes"].CopyFrom(tf.make_tensor_proto([row["classes"] for row in ROWS]))

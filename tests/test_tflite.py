@@ -17,7 +17,7 @@ from tests.helpers import write
 
 # Least top-1 agreement with the SavedModel on the eval images, per variant.
 MIN_AGREEMENT = {"float32": 1.0, "float16": 0.99, "dynamic": 0.9}
-UNKNOWN_FORMAT = "Unknown image file format. One of JPEG, PNG, GIF, BMP required."
+UNKNOWN_FORMAT = "Unknown image file format. One of JPEG, JPEG XL, PNG, GIF, BMP, WebP required."
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """``hub:`` handles to local SavedModel folders, in tensorflow_hub's cache layout.
 
-tensorflow_hub 0.15 (the version tfx 1.16 pins) does not import under TF 2.16, and
-0.16 conflicts with tfx's pin, so this module re-implements the one part we need:
+tensorflow_hub 0.15 (tfx 1.21 still pins ``tensorflow-hub<0.16``) does not import under
+TF 2.21 ("cannot import name 'estimator' from 'tensorflow.compat.v1'", as under TF 2.16),
+and 0.16 conflicts with tfx's pin, so this module re-implements the one part we need:
 its compressed-model cache. The model of a handle lives in
 ``<cache>/<sha1 of the handle>/``, where ``<cache>`` is ``$TFHUB_CACHE_DIR`` or
 ``<system temp>/tfhub_modules``: the folders ``hub.resolve`` uses, so a cache filled by

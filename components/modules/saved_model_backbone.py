@@ -4,10 +4,11 @@ A feature-vector model takes a batch of images ``[batch, size, size, 3]`` (float
 the range its publisher documents, ``backbone_input_range``) and returns
 ``[batch, features]``; the classifier puts its head on top.
 
-Why a layer of our own (measured with TF 2.16.2, Keras 3.12.4):
+Why a layer of our own (measured with TF 2.16.2, Keras 3.12.4; still so with TF 2.21.0,
+Keras 3.15.1):
 
 - ``hub.KerasLayer`` is a tf_keras layer: a Keras 3 model refuses it, and the
-  tensorflow_hub that tfx pins does not import under TF 2.16.
+  tensorflow_hub that tfx pins (0.15) does not import under TF 2.16 or 2.21.
 - ``keras.layers.TFSMLayer`` trains frozen, but names its Keras weights after the
   TF variables (``conv/kernel:0`` -> ``conv_kernel:0``). Keras 3 optimizers name
   their slot variables after the weight's path

@@ -197,6 +197,9 @@ def fit_stage(
         initial_epoch=epochs[0],
         epochs=epochs[1],
         callbacks=callbacks,
+        # The tf.data input shuffles (tfxio, shuffle=train); Keras ignores shuffle for a Dataset,
+        # and Keras 3.15 warns when it is left at True.
+        shuffle=False,
         verbose=0,
     )
     return StageHistory(**{key: [float(value) for value in values] for key, values in history.history.items()})
