@@ -35,7 +35,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/image-pipeline demo --workdir $(WORKDIR)
 
-# The HTML report's browser test (tests/test_html_report.py) renders it in headless Chromium.
+# The HTML report's browser test (tests/pipeline/report/test_html_report.py) renders it in headless Chromium.
 chromium:
 	@command -v chromium >/dev/null || { \
 		command -v apt-get >/dev/null || { echo "Chromium not found: install it (the HTML report test needs it)."; exit 1; }; \
@@ -53,6 +53,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format .

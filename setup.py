@@ -31,14 +31,14 @@ INSTALL_REQUIRES = [
     "pillow==12.3.0",
     "click==8.5.1",
     "PyYAML==6.0.4",
-    # Config and component-parameter models (pipeline/config.py, components/): tfx does not
+    # Config and component-parameter models (pipeline/config/pipeline_config.py, components/): tfx does not
     # require pydantic itself (only google-cloud-aiplatform pulls it in), so name it.
     "pydantic==2.14.4",
-    # The pipeline root run lock (pipeline/run_lock.py).
+    # The pipeline root run lock (pipeline/local/run_lock.py).
     "portalocker==4.4.2",
     # Learning-curve and confusion-matrix PNGs.
     "matplotlib==3.11.2",
-    # The HTML model card of each run (pipeline/html_report.py).
+    # The HTML model card of each run (pipeline/report/html_report.py).
     "Jinja2==3.1.6",
 ]
 
@@ -47,9 +47,18 @@ setup(
     version="0.1.0",
     description="Transfer-learning image classification pipeline on TFX: ingest, transform, train, gate, push.",
     python_requires=">=3.12,<3.14",
-    packages=find_packages(include=["pipeline", "components", "components.*", "schemas", "kubeflow"]),
-    package_data={"schemas": ["*.pbtxt"], "pipeline": ["demo_assets/*.weights.h5", "templates/*.html.j2"]},
+    packages=find_packages(
+        include=["pipeline", "pipeline.*", "components", "components.*", "schemas", "kubeflow", "kubeflow.*"]
+    ),
+    package_data={
+        "schemas": ["*.pbtxt"],
+        "pipeline.demo": ["assets/*.weights.h5"],
+        "pipeline.report": ["templates/*.html.j2"],
+    },
     install_requires=INSTALL_REQUIRES,
-    extras_require={"dev": ["pytest==9.2.0", "ruff==0.17.6", "kubernetes-validate==1.37.0"]},
-    entry_points={"console_scripts": ["image-pipeline=pipeline.cli:main"]},
+    extras_require={
+        # import-linter: the import contracts in .importlinter (make lint, tests/test_layers.py).
+        "dev": ["pytest==9.2.0", "ruff==0.17.6", "kubernetes-validate==1.37.0", "import-linter==2.16"]
+    },
+    entry_points={"console_scripts": ["image-pipeline=pipeline.cli.main:main"]},
 )

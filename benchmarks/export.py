@@ -3,7 +3,7 @@
 Before (2026-11-24): a ``tf.Module`` root tracking TFT's tf_keras
 ``TransformFeaturesLayer``, and signatures traced with AutoGraph, each calling the
 Keras classifier (so tf_keras traced the layer again at save, and Keras traced the
-classifier once per signature). Now: ``trainer.export_serving_model``, where the
+classifier once per signature). Now: ``export.export_serving_model``, where the
 classifier is traced once and the Transform graph is a plain module. (The frozen
 baseline leaves out the ``class_ids`` output and fixes k=3: the same graph work.)
 
@@ -41,9 +41,10 @@ def _measure(variant: str, transform_graph: str, folder: str) -> dict[str, float
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from components.modules import features, trainer
+    from components import signatures
+    from components.modules import export, features
     from components.modules import model as model_lib
-    from pipeline import demo
+    from pipeline.demo import demo
 
     output = tft.TFTransformOutput(transform_graph)
     names = [name.decode() for name in output.vocabulary_by_name(features.LABEL_VOCAB_NAME)]
@@ -58,15 +59,17 @@ def _measure(variant: str, transform_graph: str, folder: str) -> dict[str, float
         root = tf.Module()
         root.tft_layer = output.transform_features_layer()
         root.model_variables = list(classifier.variables)
-        signatures = _signatures_before(classifier, root.tft_layer, output, names, settings.image_size)
+        baseline = _signatures_before(classifier, root.tft_layer, output, names, settings.image_size)
         traced = time.monotonic()
-        tf.saved_model.save(root, path, signatures=signatures)
+        tf.saved_model.save(root, path, signatures=baseline)
     else:
-        trainer.export_serving_model(classifier, output, names, settings, path)
+        export.export_serving_model(classifier, output, names, settings, path)
         traced = start  # tracing happens inside; reported as part of the save
     saved = time.monotonic()
     image = tf.io.encode_jpeg(np.full((96, 96, 3), 128, np.uint8)).numpy()
-    tf.saved_model.load(path).signatures["serving_default"](image_bytes=tf.constant([image]))
+    tf.saved_model.load(path).signatures[signatures.DEFAULT_SIGNATURE](
+        **{signatures.IMAGE_BYTES_INPUT: tf.constant([image])}
+    )
     loaded = time.monotonic()
     return {"trace_s": traced - start, "save_s": saved - traced, "load_and_first_call_s": loaded - saved}
 
@@ -75,27 +78,38 @@ def _signatures_before(classifier: object, tft_layer: object, output: object, na
     """The 2026-11-24 signatures (frozen here as the baseline): AutoGraph, the classifier called in each."""
     import tensorflow as tf
 
+    from components import signatures
     from components.modules import features
 
     image_spec = {features.IMAGE_KEY: output.raw_feature_spec()[features.IMAGE_KEY]}
-    pixels_spec = tf.TensorSpec([None, size, size, 3], tf.float32, name=features.PIXELS_INPUT)
+    pixels_spec = tf.TensorSpec([None, size, size, 3], tf.float32, name=signatures.PIXELS_INPUT)
 
     def predict(raw: dict) -> dict:
         image = features.decode_transformed(tft_layer(raw)[features.transformed_name(features.IMAGE_KEY)], size)
         probabilities = classifier(image, training=False)
         scores, class_ids = tf.math.top_k(probabilities, k=min(3, len(names)))
-        return {"classes": tf.gather(tf.constant(names), class_ids), "scores": scores, "probabilities": probabilities}
+        return {
+            signatures.CLASSES_OUTPUT: tf.gather(tf.constant(names), class_ids),
+            signatures.SCORES_OUTPUT: scores,
+            signatures.PROBABILITIES_OUTPUT: probabilities,
+        }
 
     serve_images = tf.function(lambda image_bytes: predict({features.IMAGE_KEY: tf.reshape(image_bytes, [-1, 1])}))
     serve_examples = tf.function(lambda e: predict(tf.io.parse_example(e, image_spec)))
     label = features.transformed_name(features.LABEL_KEY)
     transform = tf.function(lambda e: {label: tft_layer(tf.io.parse_example(e, output.raw_feature_spec()))[label]})
-    serve_pixels = tf.function(lambda p: {features.PROBABILITIES_OUTPUT: classifier(p, training=False)})
+    serve_pixels = tf.function(lambda p: {signatures.PROBABILITIES_OUTPUT: classifier(p, training=False)})
     return {
-        "serving_default": serve_images.get_concrete_function(tf.TensorSpec([None], tf.string, name="image_bytes")),
-        "serving_examples": serve_examples.get_concrete_function(tf.TensorSpec([None], tf.string, name="examples")),
-        "transform_features": transform.get_concrete_function(tf.TensorSpec([None], tf.string, name="examples")),
-        features.PIXELS_SIGNATURE: serve_pixels.get_concrete_function(pixels_spec),
+        signatures.DEFAULT_SIGNATURE: serve_images.get_concrete_function(
+            tf.TensorSpec([None], tf.string, name=signatures.IMAGE_BYTES_INPUT)
+        ),
+        signatures.EXAMPLES_SIGNATURE: serve_examples.get_concrete_function(
+            tf.TensorSpec([None], tf.string, name=signatures.EXAMPLES_INPUT)
+        ),
+        signatures.TRANSFORM_SIGNATURE: transform.get_concrete_function(
+            tf.TensorSpec([None], tf.string, name=signatures.EXAMPLES_INPUT)
+        ),
+        signatures.PIXELS_SIGNATURE: serve_pixels.get_concrete_function(pixels_spec),
     }
 
 

@@ -29,8 +29,10 @@ from collections.abc import Callable
 import _results  # benchmarks/_results.py (scripts run with benchmarks/ on sys.path)
 import tensorflow as tf
 
-from components import image_example_gen, image_files
-from pipeline import demo_data
+from components.example_gen import component as image_example_gen
+from components.example_gen import executor as image_example_gen_executor
+from components.ingest import image_files
+from pipeline.demo import demo_data
 
 BASELINE = "baseline (1 process loop)"
 IN_PROCESS = "ExampleGen, Beam FnApiRunner"
@@ -47,7 +49,7 @@ def baseline(root: str, out_dir: str) -> int:
             with open(found.path, "rb") as handle:
                 checked = image_files.check_image(handle.read(), limits)
             if checked.encoded is not None:
-                example = image_example_gen.make_example(checked.encoded, found.label, found.relative_path)
+                example = image_example_gen_executor.make_example(checked.encoded, found.label, found.relative_path)
                 writer.write(example.SerializeToString())
                 written += 1
     return written

@@ -26,12 +26,12 @@ import time
 
 import _results  # benchmarks/_results.py (scripts run with benchmarks/ on sys.path)
 
-from pipeline import demo, demo_data
+from pipeline.demo import demo, demo_data
 
 _CHILD = """
 import json, resource, sys
-from pipeline import local_runner
-from pipeline.config import build_config
+from pipeline.local import runner as local_runner
+from pipeline.config.pipeline_config import build_config
 report = local_runner.run(build_config(json.loads(sys.argv[1])))
 steps = [[step.name, step.state, round(step.seconds, 2)] for step in report.steps]
 print("RESULT " + json.dumps({"states": report.component_states, "steps": steps, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

@@ -22,7 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 from components.modules import model as model_lib
-from pipeline import demo, demo_data, predict
+from pipeline.demo import demo, demo_data
+from pipeline.predict import predict
 
 
 def _jpeg(image: object) -> bytes:

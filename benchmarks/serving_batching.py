@@ -38,7 +38,9 @@ import _results  # benchmarks/_results.py (scripts run with benchmarks/ on sys.p
 import tensorflow as tf
 import yaml
 
-from pipeline import demo, demo_data, predict, serving_ops
+from components.serving import model_config as serving_ops
+from pipeline.demo import demo, demo_data
+from pipeline.predict import predict
 
 MANIFEST = os.path.join(os.path.dirname(__file__), "..", "kubeflow", "serving", "tf-serving.yaml")
 BATCH_SIZES = (1, 4, 8, 16, 32, 64)

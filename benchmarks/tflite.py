@@ -24,9 +24,11 @@ import _results  # benchmarks/_results.py (scripts run with benchmarks/ on sys.p
 import numpy as np
 import tensorflow as tf
 
-from components import atomic_pusher, tflite
+from components import signatures
 from components.modules import features
-from pipeline import predict
+from components.pusher import executor as pusher_executor
+from components.serving import tflite
+from pipeline.predict import predict
 
 VARIANTS = [variant for variant in tflite.VARIANTS if variant != "none"]
 SAVED_MODEL = "SavedModel serve_pixels"
@@ -57,17 +59,17 @@ def main() -> None:
     parser.add_argument("--out", default=_results.default_path("tflite"))
     args = parser.parse_args()
     model_dir = predict.resolve_model_dir(args.model_dir)
-    classes = atomic_pusher.class_names(model_dir)
+    classes = pusher_executor.class_names(model_dir)
     paths, _ = predict.expand_paths([args.holdout])
     labels = np.array([classes.index(os.path.basename(os.path.dirname(path))) for path in paths])
-    signatures = tf.saved_model.load(model_dir).signatures
-    if features.PIXELS_SIGNATURE not in signatures:
+    loaded = tf.saved_model.load(model_dir).signatures
+    if signatures.PIXELS_SIGNATURE not in loaded:
         raise SystemExit(
-            f"{model_dir} has no {features.PIXELS_SIGNATURE} signature (pushed before TFLite support): "
+            f"{model_dir} has no {signatures.PIXELS_SIGNATURE} signature (pushed before TFLite support): "
             "run `make demo` again (the changed Trainer re-runs and pushes a new version)."
         )
-    serve = signatures[features.PIXELS_SIGNATURE]
-    size = serve.structured_input_signature[1][features.PIXELS_INPUT].shape[1]
+    serve = loaded[signatures.PIXELS_SIGNATURE]
+    size = serve.structured_input_signature[1][signatures.PIXELS_INPUT].shape[1]
     encoded = []
     for path in paths:
         with tf.io.gfile.GFile(path, "rb") as handle:
@@ -75,7 +77,7 @@ def main() -> None:
     pixels = features.model_pixels(tf.constant(encoded), size).numpy()
 
     def saved_model_call(image: np.ndarray) -> np.ndarray:
-        return serve(**{features.PIXELS_INPUT: tf.constant(image)})[features.PROBABILITIES_OUTPUT].numpy()
+        return serve(**{signatures.PIXELS_INPUT: tf.constant(image)})[signatures.PROBABILITIES_OUTPUT].numpy()
 
     calls = {SAVED_MODEL: saved_model_call}
     rows = {SAVED_MODEL: {"variant": SAVED_MODEL, "bytes": _saved_model_bytes(model_dir), "convert_s": None}}

@@ -7,7 +7,7 @@ source weights), batch size and image size, on the same generated images:
             Keras transfer-learning guide does)
   pipeline  the Trainer's path: TFRecords of transformed (JPEG q95) examples read
             with tfx_bsl, decoded by ``features.decode_transformed``, fitted by
-            ``trainer.fit_stage``
+            ``train_loop.fit_stage``
   unknown_length  the same with the dataset's length hidden, as the Trainer was
             before it counted its splits (Keras then ends each epoch on an
             end-of-sequence error)
@@ -41,10 +41,10 @@ import tensorflow as tf
 from tensorflow_transform.tf_metadata import schema_utils
 from tfx_bsl.public import tfxio
 
-from components.modules import features, trainer
+from components.modules import features, train_data, train_loop
 from components.modules import model as model_lib
 from components.modules.settings import AugmentationSettings, TrainerSettings
-from pipeline import demo, demo_data
+from pipeline.demo import demo, demo_data
 
 BATCH = 32
 
@@ -61,8 +61,8 @@ def _write_transformed(root: str, path: str) -> list[str]:
                 example = tf.train.Example(
                     features=tf.train.Features(
                         feature={
-                            trainer.IMAGE_XF: tf.train.Feature(bytes_list=tf.train.BytesList(value=[jpeg])),
-                            trainer.LABEL_XF: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                            train_data.IMAGE_XF: tf.train.Feature(bytes_list=tf.train.BytesList(value=[jpeg])),
+                            train_data.LABEL_XF: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
                         }
                     )
                 )
@@ -72,8 +72,8 @@ def _write_transformed(root: str, path: str) -> list[str]:
 
 def _pipeline_dataset(path: str, settings: TrainerSettings) -> tf.data.Dataset:
     spec = {
-        trainer.IMAGE_XF: tf.io.FixedLenFeature([], tf.string),
-        trainer.LABEL_XF: tf.io.FixedLenFeature([], tf.int64),
+        train_data.IMAGE_XF: tf.io.FixedLenFeature([], tf.string),
+        train_data.LABEL_XF: tf.io.FixedLenFeature([], tf.int64),
     }
     schema = schema_utils.schema_from_feature_spec(spec)
     accessor = SimpleNamespace(
@@ -84,7 +84,7 @@ def _pipeline_dataset(path: str, settings: TrainerSettings) -> tf.data.Dataset:
     transform_output = SimpleNamespace(
         transformed_metadata=SimpleNamespace(schema=schema), transformed_feature_spec=lambda: spec
     )
-    dataset, _ = trainer.split_dataset(
+    dataset, _ = train_data.split_dataset(
         SimpleNamespace(data_accessor=accessor), transform_output, [path], settings, train=True
     )
     return dataset
@@ -138,7 +138,7 @@ def _measure(dataset: tf.data.Dataset, images: int, epochs: int, num_classes: in
         if loop == "baseline":
             fitted.fit(dataset, validation_data=dataset.take(1), epochs=epochs + 1, verbose=0, callbacks=[clock])
         else:
-            trainer.fit_stage(
+            train_loop.fit_stage(
                 fitted, dataset, dataset.take(1), (0, epochs + 1), tempfile.mkdtemp(), extra_callbacks=(clock,)
             )
         result[stage] = [images / seconds for seconds in clock.seconds[1:]]

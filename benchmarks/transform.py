@@ -36,9 +36,11 @@ from tfx.components.transform import executor as transform_executor
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs as specs
 
-from components import image_example_gen
+from components.beam_args import beam_pipeline_args
+from components.example_gen import component as image_example_gen
 from components.modules import features
-from pipeline import demo_data, pipeline
+from pipeline.demo import demo_data
+from pipeline.graph import pipeline
 
 IMAGE_XF = features.transformed_name(features.IMAGE_KEY)
 LABEL_XF = features.transformed_name(features.LABEL_KEY)
@@ -119,7 +121,7 @@ def run_transform(
         specs.DISABLE_STATISTICS_KEY: int(not statistics),
     }
     context = transform_executor.Executor.Context(
-        beam_pipeline_args=pipeline.beam_pipeline_args(beam_args), tmp_dir=tempfile.mkdtemp()
+        beam_pipeline_args=beam_pipeline_args(beam_args), tmp_dir=tempfile.mkdtemp()
     )
     inputs = {specs.EXAMPLES_KEY: [examples], specs.SCHEMA_KEY: [_artifact(standard_artifacts.Schema, schema_dir)]}
     transform_executor.Executor(context).Do(inputs, outputs, exec_properties)

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.modules import features
-from pipeline import demo_data
+from pipeline.demo import demo_data
 
 
 def _example_bytes(feature: tf.train.Feature) -> int:

@@ -6,7 +6,7 @@ RandomRotation(0.1), the backbone frozen and called with ``training=False``, a n
 GAP/Dropout/Dense head, then the top layers unfrozen at a low learning rate. Both
 get the same backbone weights file, image size, batch size, epochs, learning rates
 and number of fine-tuned layers, and both are judged on the same held-out images:
-the pipeline's ``test`` split (``components/splits.py``), which the notebook never
+the pipeline's ``test`` split (``components/ingest/splits.py``), which the notebook never
 trains or validates on. Each runs in a fresh process (imports count, as for a user).
 
 Data sets: ``demo`` (the embedded shapes, generated) and ``digits`` (scikit-learn's
@@ -34,8 +34,8 @@ import time
 
 import _results  # benchmarks/_results.py (scripts run with benchmarks/ on sys.path)
 
-from components import image_files, splits
-from pipeline import demo, demo_data
+from components.ingest import image_files, splits
+from pipeline.demo import demo, demo_data
 
 DIGITS_SCALE = 16.0  # sklearn's digits hold 0..16 gray levels
 
@@ -147,8 +147,8 @@ def run_notebook(args: dict) -> dict:
 
 def run_pipeline(args: dict) -> dict:
     """The whole local pipeline; returns the gate's test accuracy (TFMA, the test split)."""
-    from pipeline import local_runner
-    from pipeline.config import build_config
+    from pipeline.config.pipeline_config import build_config
+    from pipeline.local import runner as local_runner
 
     report = local_runner.run(build_config(args["config"]))
     return {

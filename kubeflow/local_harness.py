@@ -58,11 +58,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import graphlib
-import hashlib
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -74,16 +71,13 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from kubeflow import harness_driver
+from kubeflow.backend_rules import cache_key, open_source_errors
+from kubeflow.harness_driver import Artifact, SpecError
+
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATE_DIR = ".local_harness"  # under <root>/<pipeline>: records and cache
-_PLACEHOLDER = re.compile(r"\{\{\$[^}]*\}\}")
 _LOG_TAIL_LINES = 40
-
-Artifact = dict[str, Any]  # a RuntimeArtifact as JSON: name, uri, type, metadata
-
-
-class SpecError(ValueError):
-    """The spec uses something the KFP 2.x driver or this harness does not run."""
 
 
 class TaskFailedError(RuntimeError):
@@ -176,142 +170,6 @@ class _Records:
         self._save()
 
 
-def _order(tasks: Mapping[str, Any]) -> list[str]:
-    """Task names in dependency order (``dependentTasks`` and input producers), ties by name."""
-    graph: dict[str, set[str]] = {}
-    for name, task in tasks.items():
-        producers = {
-            spec[kind]["producerTask"]
-            for group in ("artifacts", "parameters")
-            for spec in task.get("inputs", {}).get(group, {}).values()
-            for kind in ("taskOutputArtifact", "taskOutputParameter")
-            if kind in spec
-        }
-        graph[name] = set(task.get("dependentTasks", [])) | producers
-    sorter = graphlib.TopologicalSorter(graph)
-    sorter.prepare()
-    order: list[str] = []
-    while sorter.is_active():
-        ready = sorted(sorter.get_ready())
-        order.extend(ready)
-        sorter.done(*ready)
-    return order
-
-
-def _parameter_values(
-    name: str, task: Mapping[str, Any], component: Mapping[str, Any], produced: Mapping[str, dict[str, Any]]
-) -> dict[str, Any]:
-    """Task parameters as the KFP driver resolves them, then optional component defaults (the launcher)."""
-    values: dict[str, Any] = {}
-    for key, spec in task.get("inputs", {}).get("parameters", {}).items():
-        runtime = spec.get("runtimeValue", {})
-        if "constant" in runtime:
-            values[key] = runtime["constant"]
-        elif "constantValue" in runtime:
-            raise SpecError(
-                f"Task {name} parameter {key} is a runtimeValue.constantValue (PipelineSpec schema 2.0.0): "
-                "the KFP 2.x driver does not implement it. Compile with use_pipeline_spec_2_1=True."
-            )
-        elif "taskOutputParameter" in spec:
-            source = spec["taskOutputParameter"]
-            upstream = produced.get(source["producerTask"], {})
-            if source["outputParameterKey"] not in upstream:
-                raise SpecError(f"Task {name} parameter {key}: {source} was not produced.")
-            values[key] = upstream[source["outputParameterKey"]]
-        else:
-            raise SpecError(f"Task {name} parameter {key}: only constants and task outputs are supported ({spec}).")
-    for key, definition in component.get("inputDefinitions", {}).get("parameters", {}).items():
-        if key not in values and definition.get("isOptional") and "defaultValue" in definition:
-            values[key] = definition["defaultValue"]
-    return values
-
-
-def _input_artifacts(
-    name: str, task: Mapping[str, Any], produced: Mapping[str, dict[str, list[Artifact]]]
-) -> dict[str, list[Artifact]]:
-    artifacts = {}
-    for key, spec in task.get("inputs", {}).get("artifacts", {}).items():
-        if "taskOutputArtifact" not in spec:
-            raise SpecError(f"Task {name} input artifact {key}: only task outputs are supported ({spec}).")
-        source = spec["taskOutputArtifact"]
-        artifacts[key] = copy.deepcopy(produced[source["producerTask"]].get(source["outputArtifactKey"], []))
-    return artifacts
-
-
-def _substitute(part: str, executor_input_json: str) -> str:
-    part = part.replace("{{$}}", executor_input_json)
-    unknown = _PLACEHOLDER.findall(part)
-    if unknown:
-        raise SpecError(f"Placeholders {unknown} are not supported by the harness (only {{{{$}}}}).")
-    return part
-
-
-def _payload(executor_input: Mapping[str, Any]) -> str:
-    """The executorInput JSON, through the proto as the launcher marshals it (empty lists drop out)."""
-    message = json_format.ParseDict(executor_input, pipeline_spec_pb2.ExecutorInput())
-    return json_format.MessageToJson(message, indent=None, sort_keys=True)
-
-
-def cache_key(
-    executor_input: Mapping[str, Any],
-    container: Mapping[str, Any],
-    component: Mapping[str, Any],
-    task: Mapping[str, Any],
-) -> str:
-    """KFP's cache fingerprint: the fields of ``GenerateCacheKey`` (backend/src/v2/cacheutils/cache.go), hashed.
-
-    ``cachingOptions.cacheKey``, where a task sets one, replaces them
-    (backend/src/v2/driver/cache.go, ``getFingerPrint``).
-    """
-    custom = task.get("cachingOptions", {}).get("cacheKey")
-    if custom:
-        return hashlib.sha256(f"{task['componentRef']['name']}\0{custom}".encode()).hexdigest()
-    inputs, outputs = executor_input.get("inputs", {}), executor_input["outputs"]
-    output_parameters = component.get("outputDefinitions", {}).get("parameters", {})
-    key = {
-        "inputArtifactNames": {
-            k: {"artifactNames": [a.get("name", "") for a in v.get("artifacts", [])]}
-            for k, v in inputs.get("artifacts", {}).items()
-        },
-        "inputParameterValues": inputs.get("parameterValues", {}),
-        "outputArtifactsSpec": {
-            k: {"name": v["artifacts"][0].get("name", ""), "type": v["artifacts"][0].get("type"),
-                "metadata": v["artifacts"][0].get("metadata", {})}
-            for k, v in outputs.get("artifacts", {}).items()
-            if v.get("artifacts")
-        },
-        "outputParametersSpec": {k: v["parameterType"] for k, v in output_parameters.items()},
-        "containerSpec": {
-            "image": container.get("image"),
-            "cmdArgs": [*container.get("command", []), *container.get("args", [])],
-            "pvcNames": [],
-        },
-    }  # fmt: skip
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-
-
-def open_source_errors(spec: Mapping[str, Any]) -> list[str]:
-    """What open-source KFP refuses in a spec when a run is created (argocompiler/dag.go), one line each."""
-    errors = []
-    executors = spec.get("deploymentSpec", {}).get("executors", {})
-    for name, task in spec["root"]["dag"]["tasks"].items():
-        component = spec["components"][task["componentRef"]["name"]]
-        executor = executors.get(component.get("executorLabel", ""), {})
-        if "resolver" in executor:
-            errors.append(f"task {name}: resolver executors not implemented")
-        elif "customJob" in executor:
-            errors.append(f"task {name}: custom job executors is Google Cloud only, it's not supported")
-        elif "importer" in executor and task.get("triggerPolicy", {}).get("condition"):
-            errors.append(f"task {name}: triggerPolicy.condition on importer task is not supported")
-    return errors
-
-
-def lifecycle_hooks(spec: Mapping[str, Any]) -> list[str]:
-    """The executors with ``lifecycle`` hooks: open-source KFP never runs them."""
-    executors = spec.get("deploymentSpec", {}).get("executors", {})
-    return sorted(label for label, executor in executors.items() if executor.get("container", {}).get("lifecycle"))
-
-
 class _Run:
     def __init__(
         self, spec: Mapping[str, Any], pipeline_root: str, python: str, cwd: str, env: Mapping[str, str] | None
@@ -377,8 +235,10 @@ class _Run:
         outputs = component.get("outputDefinitions", {})
         executor_input = {
             "inputs": {
-                "parameterValues": _parameter_values(name, task, component, self.parameters),
-                "artifacts": {k: {"artifacts": v} for k, v in _input_artifacts(name, task, self.produced).items()},
+                "parameterValues": harness_driver.parameter_values(name, task, component, self.parameters),
+                "artifacts": {
+                    k: {"artifacts": v} for k, v in harness_driver.input_artifacts(name, task, self.produced).items()
+                },
             },
             "outputs": {
                 "artifacts": {
@@ -395,7 +255,7 @@ class _Run:
         for listed in executor_input["outputs"]["artifacts"].values():
             os.makedirs(listed["artifacts"][0]["uri"])  # on GCS a path needs no folder; TFX's local launcher makes them
         container = {**container, "args": container.get("args", [])}
-        sent = json.loads(_payload(executor_input))
+        sent = json.loads(harness_driver.payload(executor_input))
         key = cache_key(sent, container, component, task)
         cached = self.records.cached(key) if task.get("cachingOptions", {}).get("enableCache") else None
         if cached is not None:
@@ -406,7 +266,7 @@ class _Run:
             key: [self.records.record(artifact) for artifact in listed["artifacts"]]
             for key, listed in executor_input["outputs"]["artifacts"].items()
         }
-        parameters = _output_parameters(name, component, executor_input, executor_output)
+        parameters = harness_driver.output_parameters(name, component, executor_input, executor_output)
         self.records.cache(key, artifacts, parameters)
         return self._done(name, "ran", started, artifacts, sent, parameters)
 
@@ -414,8 +274,8 @@ class _Run:
         self, name: str, container: Mapping[str, Any], executor_input: Mapping[str, Any], log_path: str
     ) -> dict[str, Any]:
         """Runs one command with the executorInput; returns its ExecutorOutput (empty if it wrote none)."""
-        payload = _payload(executor_input)
-        argv = [_substitute(part, payload) for part in [*container["command"], *container["args"]]]
+        payload = harness_driver.payload(executor_input)
+        argv = [harness_driver.substitute(part, payload) for part in [*container["command"], *container["args"]]]
         if argv[0] == "python":
             argv[0] = self.python
         with open(log_path, "a") as log:
@@ -441,24 +301,6 @@ class _Run:
             if source.get("uri"):
                 target["uri"] = source["uri"]
             target.setdefault("metadata", {}).update(source.get("metadata", {}))
-
-
-def _output_parameters(
-    name: str, component: Mapping[str, Any], executor_input: Mapping[str, Any], executor_output: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The launcher's collectOutputParameters: the ExecutorOutput's values first, else each outputFile."""
-    values = dict(executor_output.get("parameterValues", {}))
-    for key, definition in component.get("outputDefinitions", {}).get("parameters", {}).items():
-        if key in values:
-            continue
-        path = executor_input["outputs"]["parameters"][key]["outputFile"]
-        if not os.path.exists(path):
-            raise SpecError(f"Task {name}: failed to read output parameter name={key!r} path={path!r}")
-        with open(path) as handle:
-            text = handle.read()
-        kind = definition["parameterType"]
-        values[key] = text if kind == "STRING" else json.loads(text)
-    return values
 
 
 def run_spec(
@@ -491,7 +333,7 @@ def run_spec(
     if not root:
         raise SpecError("The spec has no defaultPipelineRoot: pass pipeline_root.")
     run = _Run(spec, root, python, cwd, env)
-    tasks = {name: run.task(name) for name in _order(spec["root"]["dag"]["tasks"])}
+    tasks = {name: run.task(name) for name in harness_driver.order(spec["root"]["dag"]["tasks"])}
     return RunResult(run.run_id, run.run_root, tasks)
 
 

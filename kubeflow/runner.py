@@ -8,7 +8,7 @@ too) gets the GPU resources; the other components CPU and memory only.
 
 The spec runs with one meaning on open-source KFP 2.x, Vertex AI Pipelines and
 the local harness: it has no resolver executor (the gate's baseline is the
-``served_model`` container step, ``components/served_model.py``) and nothing
+``served_model`` container step, ``components/served_model/component.py``) and nothing
 depends on ``lifecycle`` hooks, which the open-source backend never runs.
 
 ``compile_pipeline`` writes PipelineSpec schema 2.1.0 (parameters as
@@ -27,7 +27,7 @@ fills in what the compiler leaves out:
   stays when none did;
 - ``cachingOptions.enableCache: false`` for the steps that must look at the world
   on every run: the Pusher and the served-model step (the serving directory) and
-  the ingest snapshot (the data root) (``pipeline/uncached_nodes.py``).
+  the ingest snapshot (the data root) (``pipeline/graph/uncached_nodes.py``).
 
 ``kubeflow/local_harness.py`` runs the compiled spec's containers' commands on
 this machine.
@@ -52,11 +52,12 @@ from tfx.components import FileBasedExampleGen, Trainer
 from tfx.dsl.components.base import base_component
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
-from components import ingest_snapshot
-from kubeflow import volumes
-from pipeline import early_checks, uncached_nodes
-from pipeline.config import ConfigError, PipelineConfig
-from pipeline.pipeline import create_pipeline
+from components.ingest_snapshot import component as ingest_snapshot
+from kubeflow import backend_rules, volumes
+from pipeline.config import preflight as early_checks
+from pipeline.config.pipeline_config import ConfigError, PipelineConfig
+from pipeline.graph import uncached_nodes
+from pipeline.graph.pipeline import create_pipeline
 
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 
@@ -154,7 +155,7 @@ def with_ingest_snapshot(
     TFX compiles the FileBasedExampleGen driver as the executor's
     ``lifecycle.preCacheCheck``: Vertex AI runs it before its cache check,
     open-source KFP never does. Here the hook goes, and a task
-    ``IngestSnapshot`` (``python -m components.ingest_snapshot``, never cached)
+    ``IngestSnapshot`` (``python -m components.ingest_snapshot.executor``, never cached)
     computes what the driver did from the same parameters. Its output
     parameters ``input_config`` (``{SPAN}`` filled in), ``span`` and
     ``input_fingerprint`` are the ExampleGen's inputs (``taskOutputParameter``):
@@ -182,7 +183,7 @@ def with_ingest_snapshot(
     spec["deploymentSpec"]["executors"][label] = {
         "container": {
             "image": gen_container["image"],
-            "command": ["python", "-m", "components.ingest_snapshot"],
+            "command": ["python", "-m", "components.ingest_snapshot.executor"],
             "args": ["--executor_input", "{{$}}"],
             "resources": json_format.MessageToDict(component_resources(None, kubeflow)),
         }
@@ -275,9 +276,8 @@ def compile_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig) -> str:
     spec = with_ingest_snapshot(spec, _example_gen_id(pipeline), kubeflow)
     spec = with_uncached_tasks(spec, [*uncached_nodes.uncached_ids(pipeline), INGEST_SNAPSHOT])
     spec["defaultPipelineRoot"] = config.pipeline_root
-    from kubeflow import local_harness  # the open-source backend's rules live with the harness
 
-    problems = local_harness.open_source_errors(spec) + local_harness.lifecycle_hooks(spec)
+    problems = backend_rules.open_source_errors(spec) + backend_rules.lifecycle_hooks(spec)
     if problems:
         raise ValueError(f"The compiled spec would not run on open-source Kubeflow Pipelines: {problems}")
     path = os.path.join(output_dir, filename)

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from components.modules.settings import SAVEDMODEL_PREFIX
-from pipeline.config import ConfigError, PipelineConfig
+from pipeline.config.pipeline_config import ConfigError, PipelineConfig
 
 PLATFORM = "kubernetes"
 # The driver names the pod's volume after the claim, and volume names are DNS-1123 labels.

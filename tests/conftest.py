@@ -6,15 +6,7 @@ import os
 
 import pytest
 
-from pipeline import demo_data
-
-
-@pytest.fixture
-def shapes_folder(tmp_path: object) -> str:
-    """Two classes of synthetic shapes, 8 images each, in mixed formats."""
-    root = os.path.join(str(tmp_path), "shapes")
-    demo_data.generate(root, ("circle", "triangle"), per_class=8, size=40, seed=3)
-    return root
+from pipeline.demo import demo_data
 
 
 @pytest.fixture(scope="session")
@@ -33,9 +25,10 @@ def tiny_saved_classifier(tmp_path_factory: pytest.TempPathFactory) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from components.modules import features, trainer
+    from components import signatures
+    from components.modules import export, features
     from components.modules import model as model_lib
-    from pipeline import demo
+    from pipeline.demo import demo
     from tests.helpers import encode
 
     size, classes = demo.IMAGE_SIZE, demo_data.TARGET_CLASSES
@@ -58,7 +51,7 @@ def tiny_saved_classifier(tmp_path_factory: pytest.TempPathFactory) -> dict:
         classifier,
         folder,
         signatures={
-            features.PIXELS_SIGNATURE: trainer.pixel_signature(trainer.classify_pixels(classifier, size), size)
+            signatures.PIXELS_SIGNATURE: export.pixel_signature(export.classify_pixels(classifier, size), size)
         },
     )
     os.makedirs(os.path.join(folder, "assets"), exist_ok=True)  # where the Trainer's TFT vocabulary lands

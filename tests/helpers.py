@@ -9,7 +9,7 @@ import random
 import numpy as np
 from PIL import Image
 
-from pipeline.config import PipelineConfig, build_config
+from pipeline.config.pipeline_config import PipelineConfig, build_config
 
 
 def encode(image: Image.Image, image_format: str, **kwargs: object) -> bytes:

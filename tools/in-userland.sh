@@ -5,11 +5,11 @@
 #   tools/in-userland.sh python3 --version
 #   tools/in-userland.sh make test
 #
-# Private mount and pid namespaces (mmdebstrap --unshare-helper: as root no user namespace, otherwise
-# the subuid mapping the tree was built with), proc mounted, /dev, /sys and the host's /tmp bound
+# Private mount and pid namespaces (as root no user namespace, otherwise one that maps this user to
+# root: see below), proc mounted, /dev, /sys and the host's /tmp bound
 # (temporary files land where they would natively, not in .userland/). The mounts go away
 # with the command. The environment is the caller's minus host-only paths (PATH, pyenv, venv,
-# PIP_FIND_LINKS/PIP_CONFIG_FILE pointing at host folders, LD_*); HOME is /root inside.
+# PIP_FIND_LINKS/PIP_CONFIG_FILE pointing at host folders, LD_*); HOME is /root inside (rootless: .userland-home/ in the checkout).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,9 +28,19 @@ while IFS= read -r -d '' kv; do
 	esac
 done < <(env -0)
 
-# As root: util-linux unshare (keeps the exit status). Otherwise mmdebstrap's helper, which maps the
-# subuid range the same way mmdebstrap --mode=unshare built the tree (exit status: 0 or 1).
-if [ "$(id -u)" = 0 ]; then NS=(unshare --mount --pid --fork --propagation private); else NS=(mmdebstrap --unshare-helper); fi
+# util-linux unshare (it keeps the command's exit status). As root: no user namespace. Otherwise
+# (a rootless tree, owned by this user's subuids) a user namespace that maps only this user, to
+# root: the checkout stays writable (files land owned by this user), the tree is read-only, HOME is
+# .userland-home/ in the checkout (the tree's /root is not ours), and the mount point for the
+# checkout is made once in the tree with mmdebstrap's helper (which maps the subuids).
+if [ "$(id -u)" = 0 ]; then
+	NS=(unshare --mount --pid --fork --propagation private)
+else
+	[ -d "$DIR$ROOT" ] || mmdebstrap --unshare-helper mkdir -p "$DIR$ROOT"
+	mkdir -p "$ROOT/.userland-home"
+	ENVS=("${ENVS[@]/#HOME=\/root/HOME=$ROOT/.userland-home}")
+	NS=(unshare --map-root-user --mount --pid --fork --propagation private)
+fi
 # shellcheck disable=SC2016
 exec "${NS[@]}" /bin/sh -euc '
 D=$1 ROOT=$2 CWD=$3; shift 3
@@ -39,7 +49,7 @@ mount -t proc proc "$D/proc"
 mount --rbind /dev "$D/dev"
 mount --rbind /sys "$D/sys"
 mount --bind /tmp "$D/tmp"
-mkdir -p "$D$ROOT"
+[ -d "$D$ROOT" ] || mkdir -p "$D$ROOT"
 mount --bind "$ROOT" "$D$ROOT"
 exec chroot "$D" /bin/sh -c "cd \"\$0\" && exec \"\$@\"" "$CWD" "$@"
 ' sh "$DIR" "$ROOT" "$CWD" /usr/bin/env -i "${ENVS[@]}" "$@"

@@ -64,5 +64,5 @@ as_owner sh -c 'echo "$1" >"$2/.userland-mode"; echo "$3" >"$2/.userland-built"'
 rm -rf "$DIR"
 mv "$TMP" "$DIR"
 secs=$(($(date +%s) - start))
-size=$(du -sh --one-file-system "$DIR" 2>/dev/null | cut -f1)
+size=$(du -sh --one-file-system "$DIR" 2>/dev/null | cut -f1 || true)  # rootless: some folders are unreadable to us
 echo "userland: built in ${secs} s with --mode=$mode ($( [ "$(id -u)" = 0 ] && echo "as root: no user namespace" || echo rootless)), $size" >&2

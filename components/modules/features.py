@@ -18,12 +18,7 @@ PATH_KEY = "path"
 # Name of the TFT vocabulary holding the class names (ordered by class index).
 LABEL_VOCAB_NAME = "label_vocab"
 TRANSFORMED_JPEG_QUALITY = 95
-
-# The exported pixel signature (no decode ops, so TFLite can convert it):
-# float32 [batch, size, size, 3] in [0, 255] -> class probabilities.
-PIXELS_SIGNATURE = "serve_pixels"
-PIXELS_INPUT = "pixels"
-PROBABILITIES_OUTPUT = "probabilities"
+# The exported signatures' names (the pixel signature included) are in components/signatures.py.
 
 
 def transformed_name(key: str) -> str:

@@ -1,4 +1,4 @@
-"""Logger names that the user modules share with the CLI's quiet console (``pipeline/console.py``).
+"""Logger names that the user modules share with the CLI's quiet console (``pipeline/local/console.py``).
 
 The Transform and Trainer modules log with plain ``logging``; these names mark
 records that the console treats specially. Nothing here imports TensorFlow.

@@ -2,7 +2,7 @@
 
 This is the one home of every training choice: the backbones and their limits, the
 fine-tuning schedules, the augmentation operations, and their defaults. The
-pipeline config (``pipeline/config.py``) embeds :class:`TrainerSettings`; the
+pipeline config (``pipeline/config/pipeline_config.py``) embeds :class:`TrainerSettings`; the
 pipeline passes it to the Trainer as ``custom_config`` and ``run_fn`` parses it
 once with :meth:`TrainerSettings.model_validate`. Nothing here imports Keras, so
 the CLI can validate a config (and show ``--help``) in milliseconds.
@@ -163,7 +163,9 @@ class TrainerSettings(_Settings):
         "best epoch (0: off).",
     )
     dropout: float = Field(0.2, ge=0.0, lt=1.0, description="Dropout rate before the classification layer.")
-    augmentation: AugmentationSettings = AugmentationSettings()
+    augmentation: AugmentationSettings = Field(
+        AugmentationSettings(), json_schema_extra={"cli_section": "Augmentation"}
+    )
     mixed_precision: bool = Field(False, description="mixed_float16 compute on GPUs (the output stays float32).")
     xla: bool = Field(False, description="Compile the training step with XLA.")
     distribution: Distribution = Field(

@@ -1,0 +1,33 @@
+"""The ``serving list`` table: the versions ``components/serving/labels.py`` describes, newest first."""
+
+from __future__ import annotations
+
+from components.serving import labels, sidecars
+
+_HEADER = ("version", "labels", "in models.config", "accuracy", "pipeline run", "pushed at", "note")
+
+
+def format_versions(versions: list[labels.VersionInfo]) -> str:
+    """A table of ``labels.describe_versions``, newest first; times in UTC."""
+    if not versions:
+        return "No versions."
+    rows = [_HEADER, *(_row(info) for info in reversed(versions))]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(_HEADER))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def _row(info: labels.VersionInfo) -> tuple[str, ...]:
+    note = "incomplete (no saved_model.pb)" if not info.complete else ""
+    if info.rolled_back_at:
+        note = f"rolled back {sidecars.format_utc(info.rolled_back_at)}"
+    return (
+        str(info.version),
+        ",".join(info.labels) or "-",
+        "yes" if info.listed else "no",
+        f"{info.accuracy:.4f}" if info.accuracy is not None else "-",
+        info.pipeline_run or "-",
+        sidecars.format_utc(info.pushed_at) if info.pushed_at else "-",
+        note,
+    )
