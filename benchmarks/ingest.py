@@ -4,13 +4,18 @@ Generates N demo images (mixed JPEG/PNG/BMP/GIF), then writes the same gzipped
 TFRecords of tf.Examples three ways, on the same files, in one run:
 
   baseline     a Python loop: list, read, check with Pillow, write (one process)
-  beam         the ExampleGen executor on Beam's in-process FnApiRunner
+  beam         the ExampleGen executor on Beam's in-process FnApiRunner (its plan, run before
+               the Beam job, checks every file and groups copies: components/ingest/plan.py)
+  near off     the same with near_duplicate_distance -1 (exact duplicates only)
   beam-mp      the same with --direct_running_mode=multi_processing, 1 worker and one per core;
                the two fit ``serial + parallel / workers``, which says from how many cores
                multi-processing would beat the in-process runner and the loop (a projection)
 
 Prints images/s and the ratio to the baseline, checks that every variant wrote
-the same number of examples, and writes JSON.
+the same number of examples, and writes JSON. One file in PLANTED_EVERY gets a resized
+copy in its class, so the grouping has copies to find. The cost of finding copies is
+measured apart (``dedup`` in the JSON): the plan's pass over the files with and without
+fingerprints, and the grouping alone, against the ExampleGen's time.
 
     python benchmarks/ingest.py [--images 10000] [--size 96]
 """
@@ -28,14 +33,18 @@ from collections.abc import Callable
 
 import _results  # benchmarks/_results.py (scripts run with benchmarks/ on sys.path)
 import tensorflow as tf
+from PIL import Image
 
 from components.example_gen import component as image_example_gen
 from components.example_gen import executor as image_example_gen_executor
-from components.ingest import image_files
+from components.ingest import duplicates, image_files, plan, splits
 from pipeline.demo import demo_data
 
 BASELINE = "baseline (1 process loop)"
 IN_PROCESS = "ExampleGen, Beam FnApiRunner"
+NEAR_OFF = "ExampleGen, FnApiRunner, near duplicates off"
+# One generated image in this many gets a resized copy (PNG) in its class folder.
+PLANTED_EVERY = 50
 
 
 def baseline(root: str, out_dir: str) -> int:
@@ -55,9 +64,54 @@ def baseline(root: str, out_dir: str) -> int:
     return written
 
 
-def example_gen(root: str, out_dir: str, beam_args: list[str]) -> int:
+def example_gen(root: str, out_dir: str, beam_args: list[str], limits: image_files.IngestLimits | None = None) -> int:
     """The pipeline's ExampleGen executor, outside a pipeline (no MLMD)."""
-    return image_example_gen.run_executor(root, out_dir, beam_args=beam_args).get_int_custom_property("ingested")
+    examples = image_example_gen.run_executor(root, out_dir, limits=limits, beam_args=beam_args)
+    return examples.get_int_custom_property("ingested")
+
+
+def plant_copies(root: str) -> int:
+    """Writes a half-size PNG copy of every PLANTED_EVERY-th image next to it; returns how many."""
+    planted = 0
+    for index, found in enumerate(image_files.list_files(root)):
+        if index % PLANTED_EVERY == 0:
+            with Image.open(found.path) as image:
+                copy = image.convert("RGB").resize((image.width // 2, image.height // 2))
+            copy.save(os.path.join(os.path.dirname(found.path), f"copy_{index}.png"))
+            planted += 1
+    return planted
+
+
+def dedup_cost(root: str, ingest_seconds: float) -> dict:
+    """The plan's pass with and without fingerprints, and the grouping alone, in seconds and as a share of ingest."""
+    files = image_files.list_files(root)
+    limits = image_files.IngestLimits()
+    started = time.perf_counter()
+    for found in files:
+        with open(found.path, "rb") as handle:
+            image_files.check_image(handle.read(), limits)
+    checks = time.perf_counter() - started
+    started = time.perf_counter()
+    planned = plan.plan_ingest(files, splits.SplitPercents(), limits)
+    with_fingerprints = time.perf_counter() - started
+    prints = []
+    for found in files:
+        with open(found.path, "rb") as handle:
+            prints.append(image_files.check_image(handle.read(), limits, fingerprint=True).fingerprint)
+    started = time.perf_counter()
+    groups = duplicates.group(prints, limits.near_duplicate_distance)
+    grouping = time.perf_counter() - started
+    extra = with_fingerprints - checks
+    return {
+        "plan_without_fingerprints_s": round(checks, 2),
+        "plan_s": round(with_fingerprints, 2),
+        "grouping_s": round(grouping, 3),
+        "dedup_s": round(extra, 2),
+        "dedup_share_of_ingest": round(extra / ingest_seconds, 3),
+        "groups": len(groups),
+        "images_in_groups": sum(len(members) for members, _ in groups),
+        "rejected": planned.rejected,
+    }
 
 
 def _multi_processing(root: str, workers: int) -> Callable[[str], int]:
@@ -108,11 +162,19 @@ def main() -> None:
         per_class = args.images // len(demo_data.TARGET_CLASSES)
         started = time.perf_counter()
         count = demo_data.generate(root, demo_data.TARGET_CLASSES, per_class, args.size, seed=0)
-        print(f"Generated {count} images of {args.size}x{args.size} in {time.perf_counter() - started:.0f} s")
+        planted = plant_copies(root)
+        count += planted
+        print(
+            f"Generated {count} images of {args.size}x{args.size} ({planted} of them resized copies) in "
+            f"{time.perf_counter() - started:.0f} s"
+        )
         workers = os.cpu_count() or 1
         variants = {
             BASELINE: lambda out: baseline(root, out),
             IN_PROCESS: lambda out: example_gen(root, out, ["--runner=FnApiRunner"]),
+            NEAR_OFF: lambda out: example_gen(
+                root, out, ["--runner=FnApiRunner"], image_files.IngestLimits(near_duplicate_distance=-1)
+            ),
         }
         for count_workers in sorted({1, workers}):
             variants[f"ExampleGen, Beam multi_processing x{count_workers}"] = _multi_processing(root, count_workers)
@@ -139,6 +201,15 @@ def main() -> None:
             print(
                 f"{row['variant']:<40} {row['examples']:>8} {row['seconds']:>8.1f} {row['images_per_s']:>9.1f} {row['ratio_vs_baseline']:>12.2f}"
             )
+        in_process = next(row["seconds"] for row in rows if row["variant"] == IN_PROCESS)
+        dedup = dedup_cost(root, in_process)
+        print(
+            f"\nFinding copies: the plan's pass took {dedup['plan_s']:.1f} s with fingerprints and grouping, "
+            f"{dedup['plan_without_fingerprints_s']:.1f} s checking alone; the difference, "
+            f"{dedup['dedup_s']:.1f} s ({dedup['grouping_s']:.2f} s of it grouping {dedup['images_in_groups']} images "
+            f"into {dedup['groups']} groups), is {100 * dedup['dedup_share_of_ingest']:.0f}% of the ExampleGen's "
+            f"{in_process:.1f} s"
+        )
         fit = projection(rows)
         if fit:
             print(
@@ -151,7 +222,7 @@ def main() -> None:
                     f"from {workers_needed} workers" if workers_needed else "never (the serial part alone is slower)"
                 )
                 print(f"  beats {name}: {verdict}")
-        _results.write(args.out, {"images": count, "size": args.size, "rows": rows, "projection": fit})
+        _results.write(args.out, {"images": count, "size": args.size, "rows": rows, "projection": fit, "dedup": dedup})
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

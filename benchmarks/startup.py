@@ -36,9 +36,9 @@ CASES: tuple[tuple[str, str], ...] = (
     ("import tfx.v1", "import tfx.v1"),
     (
         "image-pipeline --help",
-        "import sys; sys.argv = ['image-pipeline', '--help']\nfrom pipeline.cli import main\ntry:\n main()\nexcept SystemExit:\n pass",
+        f"import sys; sys.argv = ['image-pipeline', '--help']\n{_CLI}\ntry:\n main()\nexcept SystemExit:\n pass",
     ),
-    ("local runner (what a run imports)", "import pipeline.local_runner"),
+    ("local runner (what a run imports)", _LOCAL_RUNNER),
 )
 
 

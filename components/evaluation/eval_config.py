@@ -20,16 +20,19 @@ from components.modules import features
 _MIN_CHANGE_TOLERANCE = 1e-10
 
 
-def gate_threshold(min_accuracy: float, max_accuracy_drop: float) -> tfma_config.MetricThreshold:
-    """The gate on test accuracy.
+def gate_threshold(min_accuracy: float | None, max_accuracy_drop: float) -> tfma_config.MetricThreshold:
+    """The gate on test accuracy, as far as TFMA judges it (the majority-class rule: ``majority_rule.py``).
 
     Args:
-      min_accuracy: Absolute lower bound of test accuracy.
+      min_accuracy: Absolute lower bound of test accuracy (None: none).
       max_accuracy_drop: How much lower than the served model the candidate
         may be (0.0: no worse).
     """
+    value = None
+    if min_accuracy is not None:
+        value = tfma_config.GenericValueThreshold(lower_bound={"value": min_accuracy})
     return tfma_config.MetricThreshold(
-        value_threshold=tfma_config.GenericValueThreshold(lower_bound={"value": min_accuracy}),
+        value_threshold=value,
         change_threshold=tfma_config.GenericChangeThreshold(
             direction=tfma_config.MetricDirection.HIGHER_IS_BETTER,
             absolute={"value": -max(max_accuracy_drop, _MIN_CHANGE_TOLERANCE)},
@@ -122,5 +125,10 @@ class GateBounds(BaseModel):
 
     @property
     def compares_only(self) -> bool:
-        """Whether the config only compares with a baseline (the served-test gate): no absolute bound."""
+        """Whether the config only compares with a baseline: no absolute bound.
+
+        The served-test gate's config, and the gate's own without ``min_accuracy``: the gate's
+        Evaluator also applies the majority-class rule, which its exec properties say
+        (``components/gate_evaluator/component.py``).
+        """
         return self.min_accuracy is None and self.max_accuracy_drop is not None

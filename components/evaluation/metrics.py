@@ -13,6 +13,7 @@ import logging
 
 import tensorflow_model_analysis as tfma
 
+from components.evaluation import accuracy, majority_rule
 from components.modules import features
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
@@ -39,6 +40,8 @@ class GateResult:
       confusion_matrix: Candidate's test counts, ``[true class index][predicted class
         index]`` in the label vocabulary's order (the training summary's
         ``class_names``); empty if the Evaluator computed none.
+      majority_check: The majority-class rule's check, where the gate applied it
+        (``majority_rule.py``); None elsewhere.
     """
 
     blessed: bool
@@ -49,6 +52,29 @@ class GateResult:
     per_class_examples: dict[str, int] = dataclasses.field(default_factory=dict)
     reasons: list[str] = dataclasses.field(default_factory=list)
     confusion_matrix: list[list[int]] = dataclasses.field(default_factory=list)
+    majority_check: majority_rule.MajorityRuleCheck | None = None
+
+    @property
+    def candidate_interval(self) -> tuple[float, float] | None:
+        """The 95% Wilson interval of the candidate's test accuracy (None without the numbers)."""
+        return _interval(self.candidate_accuracy, self.test_examples)
+
+    @property
+    def baseline_interval(self) -> tuple[float, float] | None:
+        """The 95% Wilson interval of the baseline's accuracy on the same test images."""
+        return _interval(self.baseline_accuracy, self.test_examples)
+
+
+def _interval(value: float | None, examples: int | None) -> tuple[float, float] | None:
+    return None if value is None or not examples else accuracy.accuracy_interval(value, examples)
+
+
+def with_interval(value: float | None, examples: int | None) -> str:
+    """``0.524 (95% 0.324-0.717)``; ``n/a`` without a value, the bare value without examples."""
+    if value is None:
+        return "n/a"
+    interval = _interval(value, examples)
+    return f"{value:.3f}" if interval is None else f"{value:.3f} (95% {interval[0]:.3f}-{interval[1]:.3f})"
 
 
 def _slice_class(slice_key: tuple) -> str | None:
@@ -136,4 +162,7 @@ def read_gate(evaluation_uri: str, blessed: bool) -> GateResult:
     for per_slice in validation.metric_validations_per_slice:
         for failure in per_slice.failures:
             result.reasons.append(_reason(failure, result.candidate_accuracy, result.baseline_accuracy))
+    result.majority_check = majority_rule.read(evaluation_uri)
+    if result.majority_check is not None and not result.majority_check.passed:
+        result.reasons.append(result.majority_check.reason())
     return result

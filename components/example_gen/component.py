@@ -4,7 +4,7 @@
 executor (``components/example_gen/executor.py``: reading, checking and splitting
 the files, the ingest report); :func:`run_executor` runs that executor outside a
 pipeline. The split shares travel as the output splits' hash buckets, the ingest
-limits as ``custom_config``, a pinned span as ``range_config``
+limits and the near-duplicate distance as ``custom_config``, a pinned span as ``range_config``
 (``components/ingest/spans.py`` resolves it).
 """
 
@@ -27,9 +27,15 @@ from components.modules import features
 
 
 def ingest_custom_config(limits: image_files.IngestLimits) -> example_gen_pb2.CustomConfig:
-    """Packs the ingest limits for the ExampleGen's ``custom_config``."""
+    """Packs the ingest limits and the near-duplicate distance for the ExampleGen's ``custom_config``."""
     values = struct_pb2.Struct()
-    values.update({executor.MAX_PIXELS_KEY: limits.max_pixels, executor.MIN_SIDE_KEY: limits.min_side})
+    values.update(
+        {
+            executor.MAX_PIXELS_KEY: limits.max_pixels,
+            executor.MIN_SIDE_KEY: limits.min_side,
+            executor.NEAR_DUPLICATE_DISTANCE_KEY: limits.near_duplicate_distance,
+        }
+    )
     custom = example_gen_pb2.CustomConfig()
     custom.custom_config.Pack(values)
     return custom

@@ -1,9 +1,11 @@
 """The ImageFolder ExampleGen executor: a folder with one sub-folder per class -> tf.Examples.
 
 Each example holds the encoded image bytes (``image``), the class folder name
-(``label``) and the path relative to the class root (``path``). Each file goes to
-``train``, ``validation`` or ``test`` by a hash of ``path``, per class, so that
-every class with three or more images is in every split (``components/ingest/splits.py``).
+(``label``) and the path relative to the class root (``path``). Copies of one image
+are grouped (``components/ingest/plan.py``, ``duplicates.py``): a group goes whole to
+``train``, ``validation`` or ``test`` by a hash of its key, per class, so that
+every class with three or more groups is in every split (``components/ingest/splits.py``),
+and a group filed under two classes is rejected as a label conflict.
 Every file listed ends as ingested or rejected; the executor writes
 ``ingest_report/files.jsonl`` (one line per file) into the Examples artifact, and
 ``ingest_report/summary.json`` with the counts, also recorded as artifact
@@ -32,7 +34,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components import beam_args
-from components.ingest import image_files, spans, splits
+from components.ingest import duplicates, image_files, plan, spans, splits
 from components.ingest import summary as ingest_summary
 from components.modules import features
 
@@ -42,6 +44,7 @@ PROGRESS_EVERY = 1000
 # The ingest limits' keys in the ExampleGen's custom_config (component.ingest_custom_config packs them).
 MAX_PIXELS_KEY = "max_pixels"
 MIN_SIDE_KEY = "min_side"
+NEAR_DUPLICATE_DISTANCE_KEY = "near_duplicate_distance"
 
 
 def _bytes_feature(value: bytes) -> tf.train.Feature:
@@ -61,46 +64,56 @@ def make_example(encoded: bytes, label: str, relative_path: str) -> tf.train.Exa
     )
 
 
-def ingest_file(
-    item: tuple[int, image_files.FoundFile, str], limits: image_files.IngestLimits, total: int
-) -> Iterator[Any]:
-    """Reads and checks one file.
+def ingest_file(item: tuple[int, plan.PlannedFile], limits: image_files.IngestLimits, total: int) -> Iterator[Any]:
+    """Writes what the plan decided for one file.
+
+    The plan (``components/ingest/plan.py``, run in :meth:`ImageFolderExecutor.GenerateExamplesByBeam`)
+    checked every file and grouped the copies; here a file it accepted is read again
+    and stored: its own bytes when they are the bytes the plan checked (no second
+    decode), a fresh conversion when it needs one, and rejected as changed when its
+    bytes differ (its group and split were decided on other content).
 
     Args:
-      item: The file's position in the reading order (for progress logs), the file and
-        its split (empty for files rejected by their path).
-      limits: Per-file acceptance limits.
+      item: The file's position in the reading order (for progress logs) and its plan.
+      limits: Per-file acceptance limits (for a conversion).
       total: Number of files listed.
 
     Yields:
       (split, tf.Example) on the main output, and one status record (a dict) on
       the ``status`` or ``rejected`` output.
     """
-    index, found, split = item
+    index, planned = item
+    found = planned.found
     if index and index % PROGRESS_EVERY == 0:
         logging.info("Ingest progress: file %d of %d (%s)", index + 1, total, found.relative_path)
-    record = {"path": found.relative_path, "label": found.label}
-    reason = image_files.precheck_reason(found)
-    checked = None
+    record = planned.record()
+    reason, encoded = planned.reason, b""
     if not reason:
-        try:
-            with tf.io.gfile.GFile(found.path, "rb") as handle:
-                data = handle.read()
-        except (OSError, tf.errors.OpError) as error:
-            reason, record["detail"] = image_files.REASON_UNREADABLE_PATH, str(error)
-        else:
-            checked = image_files.check_image(data, limits)
-            reason = checked.reason
-            record.update(format=checked.image_format, width=checked.width, height=checked.height)
-            if checked.detail:
-                record["detail"] = checked.detail
+        reason, encoded = _read_planned(planned, limits, record)
     if reason:
         record.update(status=ingest_summary.REJECTED, reason=reason)
         yield beam.pvalue.TaggedOutput(ingest_summary.REJECTED, record)
         return
-    record.update(status=ingest_summary.INGESTED, split=split)
+    record.update(status=ingest_summary.INGESTED, split=planned.split)
     yield beam.pvalue.TaggedOutput("status", record)
-    yield split, make_example(checked.encoded, found.label, found.relative_path)
+    yield planned.split, make_example(encoded, found.label, found.relative_path)
+
+
+def _read_planned(planned: plan.PlannedFile, limits: image_files.IngestLimits, record: dict) -> tuple[str, bytes]:
+    """(rejection reason or "", bytes to store) for a file the plan accepted."""
+    try:
+        with tf.io.gfile.GFile(planned.found.path, "rb") as handle:
+            data = handle.read()
+    except (OSError, tf.errors.OpError) as error:
+        record["detail"] = str(error)
+        return image_files.REASON_UNREADABLE_PATH, b""
+    if hashlib.sha256(data).hexdigest() != planned.file_digest:
+        record["detail"] = "its bytes differ from those checked at the start of the ingest; run again"
+        return image_files.REASON_CHANGED, b""
+    if planned.stored_as_is:
+        return "", data
+    checked = image_files.check_image(data, limits)
+    return checked.reason, checked.encoded or b""
 
 
 def record_order_key(relative_path: str) -> bytes:
@@ -146,7 +159,13 @@ def limits_from_exec_properties(exec_properties: dict[str, Any]) -> image_files.
     if custom.HasField("custom_config"):
         custom.custom_config.Unpack(values)
     settings = json_format.MessageToDict(values)
-    return image_files.IngestLimits(max_pixels=int(settings[MAX_PIXELS_KEY]), min_side=int(settings[MIN_SIDE_KEY]))
+    return image_files.IngestLimits(
+        max_pixels=int(settings[MAX_PIXELS_KEY]),
+        min_side=int(settings[MIN_SIDE_KEY]),
+        near_duplicate_distance=int(
+            settings.get(NEAR_DUPLICATE_DISTANCE_KEY, duplicates.DEFAULT_NEAR_DUPLICATE_DISTANCE)
+        ),
+    )
 
 
 def split_percents_from_output_config(output_config: example_gen_pb2.Output) -> splits.SplitPercents:
@@ -169,7 +188,17 @@ class ImageFolderExecutor(BaseExampleGenExecutor):
     def GenerateExamplesByBeam(  # noqa: N802 (TFX API)
         self, pipeline: beam.Pipeline, exec_properties: dict[str, Any]
     ) -> dict[str, beam.pvalue.PCollection]:
-        """Lists the files, assigns each to a split (components/ingest/splits.py), reads and checks them."""
+        """Lists the files and plans their ingest, then reads and writes them with Beam.
+
+        The plan (components/ingest/plan.py: check, group copies, assign splits) runs
+        here, in the launching process before the Beam job, on the listed files: a
+        file's split depends on every other file's content (its copies), and doing
+        that inside the job would hold every image's bytes until the last file is
+        fingerprinted (the in-process runner keeps them in memory). The plan keeps
+        a few bytes per file; the job then reads each accepted file once more and
+        stores its bytes without decoding them again (benchmarks/ingest.py measures
+        the plan's share).
+        """
         input_config = example_gen_pb2.Input()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
         output_config = example_gen_pb2.Output()
@@ -179,18 +208,15 @@ class ImageFolderExecutor(BaseExampleGenExecutor):
         )
         found = image_files.list_files(root)
         image_files.require_images(root, found)
-        assignment = splits.assign(
-            ((item.relative_path, item.label) for item in found if not image_files.precheck_reason(item)),
-            split_percents_from_output_config(output_config),
-        )
+        limits = limits_from_exec_properties(exec_properties)
+        planned = plan.plan_ingest(found, split_percents_from_output_config(output_config), limits)
         logging.debug("Ingesting %d files from %s", len(found), root)
-        ordered = sorted(found, key=lambda item: record_order_key(item.relative_path))
-        items = [(index, item, assignment.split_of.get(item.relative_path, "")) for index, item in enumerate(ordered)]
+        ordered = sorted(planned.files, key=lambda item: record_order_key(item.found.relative_path))
         results = (
             pipeline
-            | "ListFiles" >> beam.Create(items, reshuffle=spreads_over_workers(pipeline.options))
+            | "ListFiles" >> beam.Create(list(enumerate(ordered)), reshuffle=spreads_over_workers(pipeline.options))
             | "ReadAndCheck"
-            >> beam.FlatMap(ingest_file, limits_from_exec_properties(exec_properties), len(found)).with_outputs(
+            >> beam.FlatMap(ingest_file, limits, len(found)).with_outputs(
                 "status", ingest_summary.REJECTED, main="examples"
             )
         )
@@ -248,6 +274,21 @@ def log_summary(summary: ingest_summary.IngestSummary, report_dir: str) -> None:
             summary.rejected_by_reason,
             report_dir,
             ingest_summary.REPORT_FILES,
+        )
+    if summary.duplicate_groups:
+        logging.info(
+            "Copies: %d groups (%d images), each in one split; %d files in %d groups that span classes "
+            "rejected as label conflicts",
+            summary.duplicate_groups,
+            summary.images_in_duplicate_groups,
+            summary.label_conflict_files,
+            summary.label_conflict_groups,
+        )
+    if summary.nested_files:
+        logging.warning(
+            "%d files in sub-folders of class folders were ingested under their top class folder: %s",
+            summary.nested_files,
+            summary.nested_folders,
         )
     for note in summary.notes:
         logging.warning("Split: %s", note)

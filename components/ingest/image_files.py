@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator
 import tensorflow as tf
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from components.ingest import duplicates
+
 # Formats TensorFlow's decode_image reads directly; anything else Pillow can
 # read is converted to PNG at ingest time.
 NATIVE_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
@@ -35,6 +37,8 @@ REASON_TOO_LARGE = "decoding bomb (too many pixels)"
 REASON_TOP_LEVEL = "not inside a class folder"
 REASON_HIDDEN = "hidden file"
 REASON_UNREADABLE_PATH = "cannot be read"
+REASON_LABEL_CONFLICT = "label conflict"
+REASON_CHANGED = "changed while being ingested"
 
 
 class NoImagesError(ValueError):
@@ -52,7 +56,11 @@ class FoundFile:
 
 @dataclasses.dataclass(frozen=True)
 class CheckedImage:
-    """The outcome for one file: encoded bytes to store, or a rejection reason."""
+    """The outcome for one file: encoded bytes to store, or a rejection reason.
+
+    ``fingerprint`` is set on accepted images when :func:`check_image` was asked for
+    it; ``stored_as_is`` says that ``encoded`` is the file's own bytes.
+    """
 
     encoded: bytes | None
     reason: str = ""
@@ -60,14 +68,24 @@ class CheckedImage:
     image_format: str = ""
     width: int = 0
     height: int = 0
+    fingerprint: duplicates.Fingerprint | None = None
+    stored_as_is: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
 class IngestLimits:
-    """Per-file acceptance limits."""
+    """The ingest's settings: per-file acceptance limits, and how close two images are to count as copies.
+
+    ``near_duplicate_distance``: perceptual-hash bits (``components/ingest/duplicates.py``);
+    negative turns near-duplicate grouping off (exact duplicates are always grouped).
+    """
 
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_side: int = DEFAULT_MIN_SIDE
+    near_duplicate_distance: int = duplicates.DEFAULT_NEAR_DUPLICATE_DISTANCE
+
+    def __post_init__(self) -> None:
+        duplicates.validate_distance(self.near_duplicate_distance)
 
 
 def class_root(input_base: str, pattern: str) -> str:
@@ -138,12 +156,24 @@ def _walk(root: str) -> Iterator[tuple[str, list[str]]]:
 
 
 def precheck_reason(found: FoundFile) -> str:
-    """A rejection reason known from the path alone, or ``""``."""
-    if not found.label:
-        return REASON_TOP_LEVEL
+    """A rejection reason known from the path alone, or ``""``; a hidden file is hidden wherever it is."""
     if any(part.startswith(".") for part in found.relative_path.split("/")):
         return REASON_HIDDEN
+    if not found.label:
+        return REASON_TOP_LEVEL
     return ""
+
+
+def nested_folder(relative_path: str) -> str:
+    """The sub-folder of a class folder that holds this file (``squares/extra``), or ``""``.
+
+    Files in sub-folders of a class folder are ingested under the top class folder
+    (``squares/extra/x.png`` is a ``squares`` image): sorting one class into
+    sub-folders (by date, by source) is common. The ingest summary and the preflight
+    list those folders, so a sub-folder meant as a class of its own is seen.
+    """
+    folder = posixpath.dirname(relative_path)
+    return folder if "/" in folder else ""
 
 
 def require_images(root: str, files: Iterable[FoundFile]) -> None:
@@ -192,12 +222,14 @@ def check_classes(root: str, counts: dict[str, int], min_per_class: int) -> list
     return warnings_found
 
 
-def check_image(data: bytes, limits: IngestLimits) -> CheckedImage:
+def check_image(data: bytes, limits: IngestLimits, fingerprint: bool = False, pixels: bool = False) -> CheckedImage:
     """Decodes ``data`` fully and decides whether it can be ingested.
 
     Images TensorFlow can decode as they are (RGB or grayscale JPEG/PNG/GIF/BMP
     without an EXIF rotation) are stored byte for byte; others (CMYK, 16-bit, EXIF
-    rotated, TIFF, WebP, ...) are converted to an RGB PNG first.
+    rotated, TIFF, WebP, ...) are converted to an RGB PNG first. With
+    ``fingerprint``, an accepted image also gets its duplicates.Fingerprint, taken
+    on the rotated RGB pixels (those the model reads); ``pixels`` adds its pixel digest.
     """
     if not data:
         return CheckedImage(None, REASON_EMPTY)
@@ -211,7 +243,7 @@ def check_image(data: bytes, limits: IngestLimits) -> CheckedImage:
             if width * height > limits.max_pixels:
                 return CheckedImage(None, REASON_TOO_LARGE, f"{width}x{height}", image_format, width, height)
             image.load()
-            return _accept(data, image, image_format, limits)
+            return _accept(data, image, image_format, limits, (fingerprint, pixels))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         return CheckedImage(None, REASON_TOO_LARGE, str(error))
     except UnidentifiedImageError:
@@ -230,15 +262,22 @@ def _decodes_natively(image_format: str, mode: str) -> bool:
     return image_format in NATIVE_FORMATS and mode in ("RGB", "L", "P", "RGBA", "LA")
 
 
-def _accept(data: bytes, image: Image.Image, image_format: str, limits: IngestLimits) -> CheckedImage:
+def _accept(
+    data: bytes, image: Image.Image, image_format: str, limits: IngestLimits, prints: tuple[bool, bool]
+) -> CheckedImage:
+    """Accepts (or rejects as too small) a decoded image; ``prints``: (fingerprint it, with its pixel digest)."""
+    fingerprint, pixels = prints
     width, height = image.size
     if min(width, height) < limits.min_side:
         return CheckedImage(None, REASON_TOO_SMALL, f"{width}x{height}", image_format, width, height)
     orientation = image.getexif().get(0x0112, 1) if hasattr(image, "getexif") else 1
     if orientation == 1 and _decodes_natively(image_format, image.mode):
-        return CheckedImage(data, "", "", image_format, width, height)
+        rgb = (image if image.mode == "RGB" else image.convert("RGB")) if fingerprint else None
+        found = duplicates.fingerprint(rgb, pixels) if rgb is not None else None
+        return CheckedImage(data, "", "", image_format, width, height, found, stored_as_is=True)
     converted = ImageOps.exif_transpose(image).convert("RGB")
     buffer = io.BytesIO()
     converted.save(buffer, format="PNG")
     logging.debug("Converted %s %s image to RGB PNG.", image_format, image.mode)
-    return CheckedImage(buffer.getvalue(), "", "converted to RGB PNG", image_format, *converted.size)
+    found = duplicates.fingerprint(converted, pixels) if fingerprint else None
+    return CheckedImage(buffer.getvalue(), "", "converted to RGB PNG", image_format, *converted.size, found)

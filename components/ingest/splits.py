@@ -5,12 +5,16 @@ The one home of the split names and of the assignment rule, used by the ExampleG
 the pipeline (which feeds ``train``/``validation`` to the Trainer and ``test`` to
 the Evaluator only).
 
-Rule: a file's split follows from a hash of its path relative to the class root,
-so it is deterministic and does not move when other files are added. Then, per
-class, a split left empty takes one file from the fullest split (the file whose
-hash is nearest to the empty split's range), so a class with at least three
-images is in all three splits; smaller classes fill train, then test, then
-validation, and the assignment says which split each such class lacks.
+Rule: copies of one image (``components/ingest/duplicates.py``) form a group, and a
+group's split follows from a hash of its key (its smallest path relative to the
+class root; a file without copies is a group of its own, keyed by its path), so
+copies never straddle train and test, the split is deterministic, and a file
+does not move when other files are added (unless a copy of it with a smaller
+path joins its group). Then, per class, a split left empty takes one group from
+the fullest split (the group whose hash is nearest to the empty split's range),
+so a class with at least three groups is in all three splits; smaller classes
+fill train, then test, then validation, and the assignment says which split each
+such class lacks.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 TRAIN = "train"
 VALIDATION = "validation"
@@ -103,13 +107,14 @@ def _distance(position: float, bounds: tuple[float, float]) -> float:
     return 0.0 if low <= position < high else min(abs(position - low), abs(position - high))
 
 
-def _assign_class(paths: list[str], ranges: dict[str, tuple[float, float]]) -> dict[str, str]:
-    positions = {path: hash_position(path) for path in paths}
+def _assign_class(groups: dict[str, list[str]], ranges: dict[str, tuple[float, float]]) -> dict[str, str]:
+    """Group key -> split for one class's groups (a lone file is a group of one, keyed by its path)."""
+    positions = {key: hash_position(key) for key in groups}
     split_of = {
-        path: next((name for name, (low, high) in ranges.items() if low <= position < high), TRAIN)
-        for path, position in positions.items()
+        key: next((name for name, (low, high) in ranges.items() if low <= position < high), TRAIN)
+        for key, position in positions.items()
     }
-    wanted = _FILL_ORDER[: len(paths)]
+    wanted = _FILL_ORDER[: len(groups)]
     for needed in wanted:
         members = collections.Counter(split_of.values())
         if members[needed]:
@@ -120,40 +125,48 @@ def _assign_class(paths: list[str], ranges: dict[str, tuple[float, float]]) -> d
             key=lambda name: (name not in wanted, members[name], name),
         )
         moved = min(
-            (path for path, split in split_of.items() if split == donor),
-            key=lambda path: (_distance(positions[path], ranges[needed]), path),
+            (key for key, split in split_of.items() if split == donor),
+            key=lambda key: (_distance(positions[key], ranges[needed]), key),
         )
         split_of[moved] = needed
     return split_of
 
 
-def assign(files: Iterable[tuple[str, str]], percents: SplitPercents) -> Assignment:
-    """Assigns each (relative path, class) to a split.
+def assign(
+    files: Iterable[tuple[str, str]], percents: SplitPercents, group_of: Mapping[str, str] | None = None
+) -> Assignment:
+    """Assigns each (relative path, class) to a split, copies of one image together.
 
     Args:
-      files: The candidate files (already past the path checks) with their class.
+      files: The candidate files with their class.
       percents: The split shares.
+      group_of: Relative path -> key of its group of copies (``components/ingest/duplicates.py``;
+        the plan uses the group's smallest path). A group goes whole into the split its key
+        hashes to; a path not in the mapping is a group of its own.
 
     Returns:
-      The assignment, with per-class counts and notes for classes too small for
-      all three splits.
+      The assignment, with per-class counts (of files) and notes for classes with
+      too few groups for all three splits.
     """
-    by_class: dict[str, list[str]] = collections.defaultdict(list)
+    group_of = group_of or {}
+    by_class: dict[str, dict[str, list[str]]] = collections.defaultdict(lambda: collections.defaultdict(list))
     for path, label in files:
-        by_class[label].append(path)
+        by_class[label][group_of.get(path, path)].append(path)
     ranges = _ranges(percents)
     split_of: dict[str, str] = {}
     counts: dict[str, dict[str, int]] = {}
     notes = []
     for label in sorted(by_class):
-        assigned = _assign_class(sorted(by_class[label]), ranges)
+        groups = dict(sorted(by_class[label].items()))
+        assigned = {path: split for key, split in _assign_class(groups, ranges).items() for path in groups[key]}
         split_of.update(assigned)
         members = collections.Counter(assigned.values())
         counts[label] = {name: members[name] for name in SPLIT_NAMES}
         lacking = [name for name in SPLIT_NAMES if not members[name]]
         if lacking:
+            copies = f" in {len(groups)} group(s) of copies" if len(groups) < len(assigned) else ""
             notes.append(
-                f"class {label!r} has {len(assigned)} image(s), too few for every split: no {' and no '.join(lacking)} "
-                "images (add images to this class)"
+                f"class {label!r} has {len(assigned)} image(s){copies}, too few for every split: no "
+                f"{' and no '.join(lacking)} images (add images to this class)"
             )
     return Assignment(split_of=split_of, counts=counts, notes=notes)

@@ -1,7 +1,8 @@
 """The ingest summary: one writer (the ExampleGen executor), typed readers.
 
 The executor (``components/example_gen/executor.py``) writes one line per listed
-file into ``<examples artifact>/ingest_report/files.jsonl``; :func:`write` puts
+file into ``<examples artifact>/ingest_report/files.jsonl`` (a file with copies
+carries its group's key, ``group``, and ``group_kind``); :func:`write` puts
 its counts (:func:`summarise_report`) next to it as ``summary.json`` and on the
 Examples artifact as MLMD custom properties. Run reports read it back with
 :func:`read` as an :class:`IngestSummary`. The JSON keys are the model's field
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import tensorflow as tf
 from pydantic import BaseModel, ConfigDict
 
-from components.ingest import splits
+from components.ingest import image_files, splits
 
 if TYPE_CHECKING:
     from tfx.types.artifact import Artifact
@@ -31,8 +32,46 @@ REPORT_SUMMARY = "summary.json"
 INGESTED = "ingested"
 REJECTED = "rejected"
 # The Examples artifact's MLMD custom properties: counts as ints, per-class and per-split counts as JSON.
-INT_PROPERTIES = ("files_seen", "ingested", "rejected")
+INT_PROPERTIES = (
+    "files_seen",
+    "ingested",
+    "rejected",
+    "duplicate_groups",
+    "images_in_duplicate_groups",
+    "label_conflict_groups",
+    "label_conflict_files",
+    "nested_files",
+)
+# How many groups of copies and nested folders the summary lists by name (the counts are whole).
+MAX_EXAMPLE_GROUPS = 10
+MAX_PATHS_PER_GROUP = 10
+MAX_NESTED_FOLDERS = 20
 JSON_PROPERTIES = ("class_counts", "split_counts")
+
+
+class DuplicateGroup(BaseModel):
+    """One group of copies of an image, as listed in the summary.
+
+    Attributes:
+      kind: ``exact`` (same pixels) or ``near`` (perceptual hash within the distance).
+      size: Files in the group.
+      paths: Their relative paths, sorted (the first MAX_PATHS_PER_GROUP).
+      labels: Their classes; two or more make a label conflict.
+      split: The split all of them went to; ``""`` for a label conflict (all rejected).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    kind: str
+    size: int
+    paths: list[str]
+    labels: list[str]
+    split: str = ""
+
+    @property
+    def conflict(self) -> bool:
+        """Whether the copies are filed under more than one class (all rejected)."""
+        return len(self.labels) > 1
 
 
 class IngestSummary(BaseModel):
@@ -47,6 +86,13 @@ class IngestSummary(BaseModel):
       class_split_counts: Ingested files per class and split.
       rejected_by_reason: Rejected files per reason (``components/ingest/image_files.py``).
       notes: One sentence per class that has no image in some split.
+      duplicate_groups: Groups of two or more copies of one image (``components/ingest/duplicates.py``).
+      images_in_duplicate_groups: Files in those groups.
+      label_conflict_groups: Groups whose copies are filed under two or more classes.
+      label_conflict_files: Their files, all rejected (reason ``label conflict``).
+      duplicate_examples: The first MAX_EXAMPLE_GROUPS groups, label conflicts first.
+      nested_files: Files in sub-folders of a class folder, ingested (or rejected) under the top class.
+      nested_folders: Those sub-folders (the first MAX_NESTED_FOLDERS) -> files in them.
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -59,6 +105,13 @@ class IngestSummary(BaseModel):
     class_split_counts: dict[str, dict[str, int]] = {}
     rejected_by_reason: dict[str, int] = {}
     notes: list[str] = []
+    duplicate_groups: int = 0
+    images_in_duplicate_groups: int = 0
+    label_conflict_groups: int = 0
+    label_conflict_files: int = 0
+    duplicate_examples: list[DuplicateGroup] = []
+    nested_files: int = 0
+    nested_folders: dict[str, int] = {}
 
 
 def report_dir(examples_uri: str) -> str:
@@ -75,11 +128,17 @@ def summarise_report(report_path: str) -> IngestSummary:
     class_counts: collections.Counter[str] = collections.Counter()
     class_splits: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     reasons: collections.Counter[str] = collections.Counter()
+    groups: dict[str, list[dict]] = collections.defaultdict(list)
+    nested: collections.Counter[str] = collections.Counter()
     seen = 0
     with tf.io.gfile.GFile(report_path) as handle:
         for line in handle:
             record = json.loads(line)
             seen += 1
+            if record.get("group"):
+                groups[record["group"]].append(record)
+            if folder := image_files.nested_folder(record["path"]):
+                nested[folder] += 1
             if record["status"] == REJECTED:
                 reasons[record["reason"]] += 1
             else:
@@ -88,7 +147,16 @@ def summarise_report(report_path: str) -> IngestSummary:
     per_class = {
         label: {name: class_splits[label][name] for name in splits.SPLIT_NAMES} for label in sorted(class_splits)
     }
+    listed = _duplicate_groups(groups)
+    conflicts = [group for group in listed if group.conflict]
     return IngestSummary(
+        duplicate_groups=len(listed),
+        images_in_duplicate_groups=sum(group.size for group in listed),
+        label_conflict_groups=len(conflicts),
+        label_conflict_files=sum(group.size for group in conflicts),
+        duplicate_examples=sorted(listed, key=lambda group: not group.conflict)[:MAX_EXAMPLE_GROUPS],
+        nested_files=sum(nested.values()),
+        nested_folders=dict(sorted(nested.items())[:MAX_NESTED_FOLDERS]),
         files_seen=seen,
         ingested=sum(class_counts.values()),
         rejected=sum(reasons.values()),
@@ -103,6 +171,24 @@ def summarise_report(report_path: str) -> IngestSummary:
             if not counts[name]
         ],
     )
+
+
+def _duplicate_groups(groups: Mapping[str, list[dict]]) -> list[DuplicateGroup]:
+    """The groups of copies in files.jsonl (records sharing a ``group`` key), by key."""
+    listed = []
+    for key in sorted(groups):
+        records = sorted(groups[key], key=lambda record: record["path"])
+        splits_seen = {record.get("split", "") for record in records if record["status"] == INGESTED}
+        listed.append(
+            DuplicateGroup(
+                kind=records[0].get("group_kind", ""),
+                size=len(records),
+                paths=[record["path"] for record in records[:MAX_PATHS_PER_GROUP]],
+                labels=sorted({record["label"] for record in records}),
+                split=splits_seen.pop() if len(splits_seen) == 1 else "",
+            )
+        )
+    return listed
 
 
 def write(examples: Artifact, summary: IngestSummary) -> str:

@@ -135,11 +135,27 @@ def _served_test_regression(input_dict: dict[str, list]) -> str:
     evaluations = input_dict.get(SERVED_TEST_EVALUATION_KEY) or []
     gate = evaluation.read_gate(evaluations[0].uri, blessed=False) if evaluations else None
     numbers = "; ".join(gate.reasons) if gate and gate.reasons else "see the served-test Evaluator"
+    if gate and gate.candidate_accuracy is not None:
+        numbers += (
+            f"; candidate {evaluation.with_interval(gate.candidate_accuracy, gate.test_examples)}, served model "
+            f"{evaluation.with_interval(gate.baseline_accuracy, gate.test_examples)}"
+        )
     return (
         f"regression on the served version's own test split ({gate.test_examples if gate else '?'} images it was "
         f"gated on, held out when it was trained): {numbers}: not pushed. Check the new data against the old, or "
         "raise max_accuracy_drop"
     )
+
+
+def _not_blessed_reason(input_dict: dict[str, list]) -> str:
+    """Why the gate did not bless the candidate, with its numbers (from the gate's evaluation)."""
+    evaluations = input_dict.get(EVALUATION_KEY) or []
+    if not evaluations:
+        return "see the Evaluator's blessing"
+    from components.evaluation import metrics as evaluation  # TFMA: imported only where a push reads its numbers
+
+    gate = evaluation.read_gate(evaluations[0].uri, blessed=False)
+    return "; ".join(gate.reasons) or "see the Evaluator's blessing"
 
 
 def on_device_files(model_dir: str, variant: tflite.TfliteVariant) -> dict[str, bytes]:
@@ -178,6 +194,7 @@ class AtomicPusherExecutor(tfx_pusher_executor.Executor):
         self._log_startup(input_dict, output_dict, exec_properties)
         pushed = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
         if not self.CheckBlessing(input_dict):
+            logging.info("Pusher: not blessed: %s; nothing pushed.", _not_blessed_reason(input_dict))
             self._MarkNotPushed(pushed)
             return
         model_dir = self.GetModelPath(input_dict)

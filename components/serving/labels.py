@@ -48,6 +48,7 @@ class VersionInfo:
       listed: Whether the model config lists it (TF Serving keeps it loaded).
       complete: Whether it holds ``saved_model.pb``.
       accuracy: From its push info, if recorded.
+      test_examples: The test images that accuracy was measured on, from its push info.
       pipeline_run: From its push info, if recorded.
       pushed_at: From its push info, if recorded (UTC).
       rolled_back_at: When ``rollback`` moved ``stable`` off it, if it did (UTC).
@@ -58,6 +59,7 @@ class VersionInfo:
     listed: bool
     complete: bool
     accuracy: float | None = None
+    test_examples: int | None = None
     pipeline_run: str | None = None
     pushed_at: datetime.datetime | None = None
     rolled_back_at: datetime.datetime | None = None
@@ -133,6 +135,7 @@ def _describe(base: str, version: int, labels: dict[str, int], listed: set[int])
         listed=version in listed,
         complete=repository.is_complete(version_dir),
         accuracy=push.accuracy,
+        test_examples=push.test_examples,
         pipeline_run=push.pipeline_run,
         pushed_at=push.pushed_at,
         rolled_back_at=sidecars.read_status(version_dir).rolled_back_at,

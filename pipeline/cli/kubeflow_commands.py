@@ -143,9 +143,14 @@ def dry_run_outcome(result: Any) -> str:
     gate = evaluation.read_gate(evaluated["uri"], bool(blessing.get("blessed"))) if evaluated else None
     numbers = ""
     if gate is not None and gate.candidate_accuracy is not None:
-        served = "none" if gate.baseline_accuracy is None else f"{gate.baseline_accuracy:.3f}"
+        served = "none"
+        if gate.baseline_accuracy is not None:
+            served = evaluation.with_interval(gate.baseline_accuracy, gate.test_examples)
+        interval = gate.candidate_interval
+        spread = f", 95% interval {interval[0]:.3f}-{interval[1]:.3f}" if interval else ""
         numbers = (
-            f" (test accuracy {gate.candidate_accuracy:.3f} on {gate.test_examples} images; served model {served})"
+            f" (test accuracy {gate.candidate_accuracy:.3f} on {gate.test_examples} images{spread}; "
+            f"served model {served})"
         )
     destination = pushed.get("pushed_destination") if pushed.get("pushed") else None
     if destination and pushed.get(atomic_pusher.PUSH_OUTCOME) == atomic_pusher.ALREADY_SERVED:

@@ -7,6 +7,7 @@ field is also a flag (``--image-size 96``), and flags override the file
 - ``run.py``: ``run`` (the whole pipeline locally);
 - ``demo.py``: ``demo``, ``generate-data``, ``pretrain``;
 - ``predict.py``: ``predict``;
+- ``score.py``: ``score`` (a folder into CSV/JSONL rows);
 - ``hub.py``: ``hub-download``;
 - ``config.py``: ``config show``;
 - ``kubeflow_commands.py``: ``compile``, ``kubeflow-dry-run``, ``submit``, ``schedule``;
@@ -23,7 +24,7 @@ import warnings
 
 import click
 
-from pipeline.cli import config, demo, hub, kubeflow_commands, predict, report, run, serving
+from pipeline.cli import config, demo, hub, kubeflow_commands, predict, report, run, score, serving
 from pipeline.local import console
 
 
@@ -33,7 +34,7 @@ from pipeline.local import console
 def main(ctx: click.Context, verbose: bool) -> None:
     """Transfer-learning image classification on TFX."""
     if not verbose:
-        # Google client libraries' Python 3.10 end-of-support notices, raised at import.
+        # Libraries' FutureWarnings are notices to their users (us), not to this CLI's users; -v shows them.
         warnings.filterwarnings("ignore", category=FutureWarning)
     console.setup(verbose)
     ctx.obj = {"verbose": verbose}
@@ -45,6 +46,7 @@ for _command in (
     demo.generate_data,
     demo.pretrain,
     predict.predict,
+    score.score,
     hub.hub_download,
     config.config_group,
     kubeflow_commands.compile_command,

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from components.evaluation.accuracy import accuracy_interval
 from components.serving import labels, sidecars
 
-_HEADER = ("version", "labels", "in models.config", "accuracy", "pipeline run", "pushed at", "note")
+_HEADER = (
+    "version",
+    "labels",
+    "in models.config",
+    "test accuracy (95% interval, images)",
+    "pipeline run",
+    "pushed at",
+    "note",
+)
 
 
 def format_versions(versions: list[labels.VersionInfo]) -> str:
@@ -26,8 +35,18 @@ def _row(info: labels.VersionInfo) -> tuple[str, ...]:
         str(info.version),
         ",".join(info.labels) or "-",
         "yes" if info.listed else "no",
-        f"{info.accuracy:.4f}" if info.accuracy is not None else "-",
+        _accuracy(info),
         info.pipeline_run or "-",
         sidecars.format_utc(info.pushed_at) if info.pushed_at else "-",
         note,
     )
+
+
+def _accuracy(info: labels.VersionInfo) -> str:
+    """``0.9740 (0.911-0.993, 78)``: the gate's test accuracy at push time, its 95% interval and test images."""
+    if info.accuracy is None:
+        return "-"
+    if not info.test_examples:
+        return f"{info.accuracy:.4f}"
+    low, high = accuracy_interval(info.accuracy, info.test_examples)
+    return f"{info.accuracy:.4f} ({low:.3f}-{high:.3f}, {info.test_examples})"

@@ -19,6 +19,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from components.ingest.duplicates import (
+    DEFAULT_NEAR_DUPLICATE_DISTANCE,
+    MAX_NEAR_DUPLICATE_DISTANCE,
+    NEAR_DUPLICATES_OFF,
+)
 from components.ingest.splits import DEFAULT_TEST_PERCENT, DEFAULT_VALIDATION_PERCENT, SplitPercents
 from components.modules.settings import WEIGHTS_BASE_MODEL, TrainerSettings
 from components.serving.tflite import TfliteVariant
@@ -102,6 +107,15 @@ class PipelineConfig(BaseModel):
     min_side: int = Field(
         8, ge=1, description="Images with a shorter side are rejected at ingest.", json_schema_extra=_DATA
     )
+    near_duplicate_distance: int = Field(
+        DEFAULT_NEAR_DUPLICATE_DISTANCE,
+        ge=NEAR_DUPLICATES_OFF,
+        le=MAX_NEAR_DUPLICATE_DISTANCE,
+        description="Images whose perceptual hashes differ in at most this many of 64 bits (and whose 8x8 "
+        "thumbnails match) are copies (resized, re-encoded): one group, one split; copies under two classes "
+        "are rejected as label conflicts. -1: near duplicates off (exact duplicates are always grouped).",
+        json_schema_extra=_DATA,
+    )
     compare_from_scratch: bool = Field(
         False,
         description="Also train the same model from scratch (its own Trainer) and compare on test: "
@@ -113,8 +127,20 @@ class PipelineConfig(BaseModel):
         description="With weights=base_model: URI of an earlier run's Model artifact whose backbone to transfer.",
         json_schema_extra=_TRANSFER,
     )
-    min_accuracy: float = Field(
-        0.5, ge=0.0, le=1.0, description="The gate: test accuracy at or above this.", json_schema_extra=_GATE
+    min_accuracy: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="The gate: test accuracy at or above this (default: no fixed bound; above_majority_class "
+        "still applies).",
+        json_schema_extra=_GATE,
+    )
+    above_majority_class: bool = Field(
+        True,
+        description="The gate: bless only if the test accuracy's 95% interval lies above the majority-class rate "
+        "(the share of the test split's most frequent class: what always answering it scores); false: "
+        "min_accuracy and max_accuracy_drop alone.",
+        json_schema_extra=_GATE,
     )
     max_accuracy_drop: float = Field(
         0.0,
@@ -183,6 +209,11 @@ class PipelineConfig(BaseModel):
             raise ValueError(
                 f"compare_from_scratch needs a keras.applications backbone: a SavedModel backbone "
                 f"({self.trainer.backbone}) cannot be rebuilt with random weights. Set compare_from_scratch false."
+            )
+        if not self.above_majority_class and self.min_accuracy is None:
+            raise ValueError(
+                "above_majority_class false leaves the gate no absolute bound: a first run (nothing served to "
+                "compare with) would never be blessed. Also set min_accuracy (e.g. 0.0 to accept any accuracy)."
             )
         self.split_percents  # noqa: B018 (validates the three shares)
         return self

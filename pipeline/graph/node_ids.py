@@ -16,5 +16,6 @@ SERVED_MODEL = "served_model"
 EVALUATOR = "Evaluator"  # the gate on this run's test split
 SERVED_TEST_EVALUATOR = "served_test_evaluator"  # the gate on the served version's own test split
 PUSHER = "Pusher"
+BULK_INFERRER = "BulkInferrer"  # the candidate's predictions on test: the model card's mistakes
 FROM_SCRATCH_TRAINER = "from_scratch_trainer"
 TRANSFER_VS_SCRATCH_EVALUATOR = "transfer_vs_scratch_evaluator"

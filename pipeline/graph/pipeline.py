@@ -10,6 +10,7 @@ from ml_metadata.proto import metadata_store_pb2
 # tfma.PerSliceMetricThreshold, ...): config_pb2 holds them, in 0.47 as in 0.52.
 from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 from tfx.components import (
+    BulkInferrer,
     ExampleValidator,
     StatisticsGen,
     Trainer,
@@ -25,6 +26,7 @@ from tfx.types.channel import Channel
 import components.modules
 import schemas
 from components.beam_args import beam_pipeline_args  # one rule for every Beam step, standalone runs too
+from components.evaluation import inference_result
 from components.evaluation.eval_config import eval_config, gate_threshold, no_worse_threshold
 from components.example_gen import component as image_example_gen
 from components.gate_evaluator.component import GateEvaluator
@@ -69,10 +71,21 @@ def _trainer(
     )
 
 
-def _evaluator(examples: Channel, model: Channel, baseline: Channel, config: tfma_config.EvalConfig) -> GateEvaluator:
-    """TFMA on the ``test`` split only: data no Trainer read or selected on."""
+def _evaluator(
+    examples: Channel,
+    model: Channel,
+    baseline: Channel,
+    config: tfma_config.EvalConfig,
+    above_majority_class: bool = False,
+) -> GateEvaluator:
+    """TFMA on the ``test`` split only: data no Trainer read or selected on (the gate: with the majority rule)."""
     return GateEvaluator(
-        examples=examples, model=model, baseline_model=baseline, eval_config=config, example_splits=[splits.TEST]
+        examples=examples,
+        model=model,
+        baseline_model=baseline,
+        eval_config=config,
+        example_splits=[splits.TEST],
+        above_majority_class=above_majority_class,
     ).with_id(node_ids.EVALUATOR)
 
 
@@ -83,7 +96,8 @@ def create_pipeline(
     """Builds the pipeline; pure: no I/O, nothing runs.
 
     The ExampleGen writes ``train``, ``validation`` and ``test``; the Trainer reads
-    the first two, the Evaluator gates on ``test`` alone. With
+    the first two, the Evaluator gates on ``test`` alone, and the BulkInferrer
+    predicts ``test`` with the candidate for the model card's mistakes. With
     ``compare_from_scratch``, a second Trainer trains the same model from random
     weights and a second Evaluator compares the two on ``test``: its blessing says
     whether transfer beat training from scratch (recorded in MLMD, not a flag).
@@ -100,7 +114,11 @@ def create_pipeline(
         config.data_root,
         config.input_pattern,
         config.split_percents,
-        image_files.IngestLimits(max_pixels=config.max_pixels, min_side=config.min_side),
+        image_files.IngestLimits(
+            max_pixels=config.max_pixels,
+            min_side=config.min_side,
+            near_duplicate_distance=config.near_duplicate_distance,
+        ),
         config.span,
     ).with_id(node_ids.EXAMPLE_GEN)
     examples = example_gen.outputs["examples"]
@@ -140,6 +158,7 @@ def create_pipeline(
         trainer.outputs["model"],
         served.outputs[served_model.MODEL_KEY],
         eval_config(gate_threshold(config.min_accuracy, config.max_accuracy_drop)),
+        above_majority_class=config.above_majority_class,
     )
     # The candidate against the served model on the test split the served version was gated on.
     served_test = _evaluator(
@@ -148,6 +167,14 @@ def create_pipeline(
         served.outputs[served_model.MODEL_KEY],
         eval_config(no_worse_threshold(config.max_accuracy_drop)),
     ).with_id(node_ids.SERVED_TEST_EVALUATOR)
+    # The candidate's predictions on test, for the model card's mistakes; without the blessing,
+    # so a card also shows what a model the gate refused got wrong.
+    test_inferrer = BulkInferrer(
+        examples=examples,
+        model=trainer.outputs["model"],
+        data_spec=inference_result.data_spec(),
+        model_spec=inference_result.model_spec(),
+    ).with_id(node_ids.BULK_INFERRER)
     pusher = atomic_pusher.create_pusher(
         trainer.outputs["model"],
         evaluator.outputs["blessing"],
@@ -187,6 +214,7 @@ def create_pipeline(
             served,
             evaluator,
             served_test,
+            test_inferrer,
             pusher,
             *comparison,
         ],

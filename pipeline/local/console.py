@@ -38,6 +38,9 @@ _HARMLESS = (
     "Instructions for updating",
     "Local rendezvous is aborting",
     "Reading from pattern",
+    # Beam 2.77's RunInference (the BulkInferrer) without torch: its optional ModelManager import
+    # fails, which also drops `resource`, so it only skips a memory metric (apache_beam/ml/inference/base.py).
+    "Resource module is not available for current platform",
 )
 _STEP = re.compile(r"^(?:Component|node) (\S+) is (running|finished)\.$")
 _CACHED = re.compile(r"^A cached execution \d+ is used\.$")

@@ -15,9 +15,11 @@ from tfx.proto import example_gen_pb2
 
 from components.example_gen import component as image_example_gen
 from components.ingest import image_files, splits
+from components.ingest import plan as ingest_plan
 from components.modules import model as model_lib
 from components.modules import saved_model_backbone
 from components.modules.settings import BACKBONES, TrainerSettings
+from pipeline.config import gate_power
 from pipeline.config.pipeline_config import PipelineConfig
 from pipeline.graph import uncached_nodes
 from pipeline.graph.pipeline import create_pipeline
@@ -59,20 +61,18 @@ def preflight(config: PipelineConfig) -> splits.Assignment:
     counts = image_files.class_file_counts(root, files)
     for warning in image_files.check_classes(root, counts, MIN_FILES_PER_CLASS):
         logging.warning("Data: %s", warning)
-    assignment = splits.assign(
-        ((found.relative_path, found.label) for found in files if not image_files.precheck_reason(found)),
-        config.split_percents,
-    )
+    # The ingest's own checks, copy groups and assignment (an estimate, labelled so, on large data roots).
+    limits = image_files.IngestLimits(config.max_pixels, config.min_side, config.near_duplicate_distance)
+    preview = ingest_plan.preview(files, config.split_percents, limits)
+    assignment = preview.assignment
     totals = {name: sum(c[name] for c in assignment.counts.values()) for name in splits.SPLIT_NAMES}
-    logging.info(
-        "Data root %s: %d files; per class folder: %s; splits: %s",
-        root,
-        len(files),
-        counts,
-        ", ".join(f"{name} {count}" for name, count in totals.items()),
-    )
+    logging.info("Data root %s: %d files; per class folder: %s; %s", root, len(files), counts, preview.line())
+    for warning in preview.warnings():
+        logging.warning("Data: %s", warning)
     for note in assignment.notes:
         logging.warning("Split: %s", note)
+    for note in gate_power.gate_power_notes(config, totals[splits.TEST]):
+        logging.warning("Gate: %s", note)
     for folder in (config.pipeline_root, config.serving_dir):
         _require_writable(folder)
     if config.schema_file and not tf.io.gfile.exists(config.schema_file):

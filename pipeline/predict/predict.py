@@ -147,17 +147,32 @@ def local_classifier(model_dir: str) -> Classifier:
     serve = tf.saved_model.load(resolve_model_dir(model_dir)).signatures[signatures.DEFAULT_SIGNATURE]
 
     def classify(path: str, image: bytes) -> Prediction:
-        try:
-            outputs = serve(**{signatures.IMAGE_BYTES_INPUT: tf.constant([image])})
-        except tf.errors.InvalidArgumentError as error:
-            raise ImageError(model_error_reason(error.message)) from error
-        return Prediction(
-            path=path,
-            classes=[name.decode("utf-8") for name in outputs[signatures.CLASSES_OUTPUT].numpy()[0]],
-            scores=[float(score) for score in outputs[signatures.SCORES_OUTPUT].numpy()[0]],
-        )
+        return serving_predictions(serve, [path], [image])[0]
 
     return classify
+
+
+def serving_predictions(serve: Callable[..., dict], paths: Sequence[str], images: Sequence[bytes]) -> list[Prediction]:
+    """Runs a ``serving_default`` signature on encoded images in one call: one ``Prediction`` per image, in order.
+
+    Raises:
+      ImageError: If the model refused the call, with its reason (one bad image
+        refuses the whole batch).
+    """
+    try:
+        outputs = serve(**{signatures.IMAGE_BYTES_INPUT: tf.constant(list(images), dtype=tf.string)})
+    except tf.errors.InvalidArgumentError as error:
+        raise ImageError(model_error_reason(error.message)) from error
+    classes = outputs[signatures.CLASSES_OUTPUT].numpy()
+    scores = outputs[signatures.SCORES_OUTPUT].numpy()
+    return [
+        Prediction(
+            path=path,
+            classes=[name.decode("utf-8") for name in classes[index]],
+            scores=[float(score) for score in scores[index]],
+        )
+        for index, path in enumerate(paths)
+    ]
 
 
 def tflite_classifier(tflite_file: str) -> Classifier:

@@ -3,8 +3,9 @@
 Everything comes from a :class:`~pipeline.report.run_report.RunReport` (MLMD and the
 artifacts it points to) plus, when the caller has it, the effective pipeline
 config, which MLMD does not hold. The page has no external resources: the
-Trainer's learning-curves and confusion-matrix PNGs are inlined as data URIs, so
-the file can be mailed or archived on its own. Reports go to
+Trainer's learning-curves and confusion-matrix PNGs and the BulkInferrer's test images
+(small JPEG thumbnails of the mistakes and of examples per class) are inlined as data
+URIs, so the file can be mailed or archived on its own. Reports go to
 ``<pipeline_root>/reports/<run id>.html``, the config next to it as
 ``<run id>.config.json``.
 """
@@ -13,15 +14,19 @@ from __future__ import annotations
 
 import base64
 import datetime
+import io
 import json
+import logging
 import os
 import re
 from typing import Any
 
 import jinja2
 import tensorflow as tf
+from PIL import Image
 
-from components.evaluation.accuracy import accuracy_interval
+from components.evaluation import inference_result
+from components.evaluation.accuracy import accuracy_interval, detectable_drop
 from components.ingest import splits
 from components.ingest.summary import IngestSummary
 from components.modules import reports
@@ -36,6 +41,9 @@ TEMPLATE = "model_card.html.j2"
 IMBALANCE_RATIO = 3.0
 # Per-class test accuracy from fewer images than this gets a warning.
 MIN_CLASS_TEST_EXAMPLES = 10
+# The test images' thumbnails (mistakes, examples per class): JPEG, at most this many pixels a side.
+THUMBNAIL_SIDE = 96
+THUMBNAIL_QUALITY = 80
 _INTENDED_USE = (
     "Classifies one image into exactly one of the classes under Model details, as trained by this pipeline on the images of "
     "its data root. It always answers with one of these classes: an image of something else, or unlike the "
@@ -92,6 +100,47 @@ def considerations(report: RunReport) -> list[str]:
     return notes
 
 
+def gate_certainty(report: RunReport) -> list[str]:
+    """How sure the gate's decision is, in words: the candidate's 95% interval against each bound it was held to."""
+    gate = report.gate
+    interval = gate.candidate_interval if gate is not None else None
+    if gate is None or interval is None:
+        return []
+    low, high = interval
+    span = f"The candidate's 95% interval {low:.3f}-{high:.3f} ({gate.test_examples} test images)"
+    sentences = []
+    check = gate.majority_check
+    if check is not None and check.passed:
+        sentences.append(
+            f"{span} lies above the majority-class rate {check.majority_rate:.3f} (always answering "
+            f"{check.majority_class!r}): it surely does better than chance."
+        )
+    elif check is not None:
+        sentences.append(
+            f"{span} includes the majority-class rate {check.majority_rate:.3f} (always answering "
+            f"{check.majority_class!r}): this could be chance, so it was not blessed."
+        )
+    bound = report.gate_bounds.min_accuracy if report.gate_bounds else None
+    if bound is not None and low <= bound <= high:
+        sentences.append(f"{span} contains min_accuracy {bound:.3f}: on other test images the verdict could differ.")
+    if gate.baseline_accuracy is not None:
+        sentences.append(_versus_served(gate.candidate_accuracy, gate.baseline_accuracy, gate.test_examples))
+    return sentences
+
+
+def _versus_served(candidate: float, served: float, examples: int) -> str:
+    """Whether the candidate's difference from the served model on the same test images is more than noise."""
+    noise = detectable_drop((candidate + served) / 2, examples)
+    difference = candidate - served
+    if abs(difference) < noise:
+        return (
+            f"Candidate and served model differ by {difference:+.3f} on the same {examples} test images: within noise "
+            f"(differences under about {noise:.3f} cannot be told from chance there)."
+        )
+    better = "better" if difference > 0 else "worse"
+    return f"The candidate is {better} than the served model by {abs(difference):.3f}: more than noise ({noise:.3f})."
+
+
 def _data_considerations(ingest: IngestSummary | None) -> list[str]:
     if ingest is None:
         return []
@@ -122,6 +171,44 @@ def _data_uri(path: str) -> str | None:
         return None
     with tf.io.gfile.GFile(path, "rb") as handle:
         return "data:image/png;base64," + base64.b64encode(handle.read()).decode("ascii")
+
+
+def thumbnail_uri(image: bytes, side: int = THUMBNAIL_SIDE) -> str | None:
+    """An encoded image as a small JPEG data URI (at most ``side`` pixels a side); None if it does not decode."""
+    try:
+        with Image.open(io.BytesIO(image)) as opened:
+            small = opened.convert("RGB")
+    except (OSError, ValueError) as error:
+        logging.warning("A test image could not be decoded for the model card's thumbnails: %s", error)
+        return None
+    small.thumbnail((side, side))
+    buffer = io.BytesIO()
+    small.save(buffer, format="JPEG", quality=THUMBNAIL_QUALITY)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _thumbnails(predictions: list[inference_result.ImagePrediction]) -> list[dict[str, Any]]:
+    """What the card shows of each image: the prediction's fields and a thumbnail (None: not decodable)."""
+    return [
+        {
+            **prediction.model_dump(exclude={"image"}),
+            "misclassified": prediction.misclassified,
+            "thumbnail": thumbnail_uri(prediction.image),
+        }
+        for prediction in predictions
+    ]
+
+
+def _test_predictions(report: RunReport) -> dict[str, Any] | None:
+    """The misclassified test images (worst first) and the examples per class, as thumbnails."""
+    summary = report.test_predictions
+    if summary is None:
+        return None
+    return {
+        "summary": summary,
+        "mistakes": _thumbnails(summary.mistakes),
+        "examples": {label: _thumbnails(kept) for label, kept in summary.examples.items()},
+    }
 
 
 def _status(report: RunReport) -> tuple[str, str]:
@@ -200,10 +287,12 @@ def _context(report: RunReport, config_dict: dict[str, Any] | None) -> dict[str,
         "learning_curves": _data_uri(training_dir and os.path.join(training_dir, reports.LEARNING_CURVES)),
         "confusion_matrix": _data_uri(training_dir and os.path.join(training_dir, reports.CONFUSION_MATRIX)),
         "considerations": considerations(report),
+        "certainty": gate_certainty(report),
         "config_json": json.dumps(config_dict, indent=2, sort_keys=False) if config_dict else "",
         "settings_json": report.training.settings.model_dump_json(indent=2) if report.training else "",
         "longest_step": longest_step,
         "test_matrix": test_confusion_matrix(report),
+        "test_predictions": _test_predictions(report),
     }
 
 

@@ -2,7 +2,8 @@
 
 Which run, each execution's state and seconds, and each step's outputs through
 their writers' typed readers: the ingest summary, the training summary, the
-gates' TFMA results and bounds, the push outcome and the served baseline.
+gates' TFMA results and bounds, the push outcome and the served baseline, and the
+BulkInferrer's test predictions.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 
+from components.evaluation import inference_result
 from components.evaluation import metrics as evaluation
 from components.evaluation.eval_config import GateBounds
 from components.gate_evaluator import executor as gate_evaluator
@@ -180,7 +182,17 @@ def read_run_report(metadata_path: str, pipeline_name: str, run_id: str | None =
             type_name = store.get_artifact_types_by_id([artifact.type_id])[0].name
             outputs.setdefault(node, {})[type_name] = artifact
     _add_outputs(report, outputs)
+    _add_test_predictions(report, outputs)
     return report
+
+
+def _add_test_predictions(report: RunReport, outputs: dict[str, dict[str, metadata_store_pb2.Artifact]]) -> None:
+    """The BulkInferrer's test predictions, when it finished (ran or cached); after the training summary's class names."""
+    result = outputs.get(node_ids.BULK_INFERRER, {}).get("InferenceResult")
+    if result is None or report.component_states.get(node_ids.BULK_INFERRER) not in ("ran", "cached"):
+        return
+    class_names = report.training.class_names if report.training else ()
+    report.test_predictions = inference_result.summarize(inference_result.read_predictions(result.uri, class_names))
 
 
 def _add_outputs(report: RunReport, outputs: dict[str, dict[str, metadata_store_pb2.Artifact]]) -> None:

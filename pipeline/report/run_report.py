@@ -6,8 +6,9 @@ import dataclasses
 
 import tensorflow as tf
 
+from components.evaluation import inference_result
 from components.evaluation.eval_config import GateBounds
-from components.evaluation.metrics import GateResult
+from components.evaluation.metrics import GateResult, with_interval
 from components.ingest import summary as ingest_summary
 from components.modules.settings import TrainingSummary
 from components.pusher import component as atomic_pusher
@@ -47,6 +48,8 @@ class RunReport:
     gate: GateResult | None = None
     served_test_gate: GateResult | None = None
     comparison: GateResult | None = None
+    # The BulkInferrer's test predictions: counts, the worst mistakes (capped), examples per class.
+    test_predictions: inference_result.PredictionSummary | None = None
     pushed_to: str | None = None
     not_pushed_reason: str = ""
     push_outcome: str = ""
@@ -127,25 +130,48 @@ class RunReport:
             + "; splits: "
             + ", ".join(f"{name} {count}" for name, count in ingest.split_counts.items()),
         ]
+        if ingest.duplicate_groups:
+            conflict = next((group for group in ingest.duplicate_examples if group.conflict), None)
+            lines.append(
+                f"  copies: {ingest.duplicate_groups} groups ({ingest.images_in_duplicate_groups} images), each in one "
+                "split"
+                + (
+                    f"; {ingest.label_conflict_files} files in {ingest.label_conflict_groups} groups filed under two "
+                    f"classes rejected (label conflict), e.g. {' = '.join(conflict.paths[:3])}"
+                    if conflict
+                    else ""
+                )
+            )
+        if ingest.nested_files:
+            lines.append(
+                f"  nested folders: {ingest.nested_files} files in sub-folders, ingested as their top class folder: "
+                + ", ".join(list(ingest.nested_folders)[:3])
+                + (" ..." if len(ingest.nested_folders) > 3 else "")
+            )
         lines += [f"  split warning: {note}" for note in ingest.notes]
         return lines
 
     def _gate_lines(self) -> list[str]:
         lines = []
         if self.gate is not None:
-            served = _fmt(self.gate.baseline_accuracy) if self.gate.baseline_accuracy is not None else "none yet"
+            served = "none yet"
+            if self.gate.baseline_accuracy is not None:
+                served = with_interval(self.gate.baseline_accuracy, self.gate.test_examples)
             if self.served_version and self.gate.baseline_accuracy is not None:
                 served += f" (version {self.served_version}, its {self.served_by})"
             lines.append(
                 f"  test accuracy (gate, {self.gate.test_examples} held-out images): candidate "
-                f"{_fmt(self.gate.candidate_accuracy)}, served model {served}"
+                f"{with_interval(self.gate.candidate_accuracy, self.gate.test_examples)}{_majority_text(self.gate)}, "
+                f"served model {served}"
             )
         served_test = self.served_test_gate
         if served_test is not None:
             verdict = "no worse" if served_test.blessed else "WORSE"
+            examples = served_test.test_examples
             lines.append(
-                f"  served version's own test split ({served_test.test_examples} images): candidate "
-                f"{_fmt(served_test.candidate_accuracy)}, served model {_fmt(served_test.baseline_accuracy)} ({verdict})"
+                f"  served version's own test split ({examples} images): candidate "
+                f"{with_interval(served_test.candidate_accuracy, examples)}, served model "
+                f"{with_interval(served_test.baseline_accuracy, examples)} ({verdict})"
             )
         if self.comparison is not None:
             verdict = "NEGATIVE TRANSFER: from scratch did better" if self.negative_transfer else "transfer did better"
@@ -168,6 +194,15 @@ class RunReport:
         if self.push_outcome == atomic_pusher.ALREADY_SERVED:
             return f"{self.pushed_to} (already served: nothing copied)"
         return self.pushed_to
+
+
+def _majority_text(gate: GateResult) -> str:
+    """The majority-class rule's verdict, where the gate applied it (why it failed: the ``not blessed`` line)."""
+    check = gate.majority_check
+    if check is None:
+        return ""
+    verdict = "above" if check.passed else "NOT surely above"
+    return f" {verdict} the majority-class rate {check.majority_rate:.3f}"
 
 
 def _fmt(value: float | None) -> str:

@@ -117,7 +117,7 @@ def test_uncaching_an_unknown_task_fails() -> None:
 def test_every_step_runs_the_pinned_image(compiled: dict) -> None:
     executors = compiled["spec"]["deploymentSpec"]["executors"]
     containers = {label: executor["container"] for label, executor in executors.items()}
-    assert len(containers) == 11
+    assert len(containers) == 12  # the graph's 11 steps (the BulkInferrer among them) and the IngestSnapshot
     assert {container["image"] for container in containers.values()} == {IMAGE}
     assert containers.pop("IngestSnapshot_executor")["command"] == [
         "python",

@@ -33,7 +33,8 @@ from tests.helpers import encode, solid, tiny_run_config, write
 
 pytestmark = pytest.mark.slow
 
-TRAINING = {"FileBasedExampleGen", "StatisticsGen", "ExampleValidator", "Transform", "Trainer"}
+# Cached when the data is unchanged; the BulkInferrer predicts test with the Trainer's model for the card.
+TRAINING = {"FileBasedExampleGen", "StatisticsGen", "ExampleValidator", "Transform", "Trainer", "BulkInferrer"}
 EVERY_RUN = {"IngestSnapshot", "served_model", "Pusher"}  # never cached: they look at the data and serving dirs
 GATES = {"Evaluator", "served_test_evaluator"}  # this run's test split, and the served version's
 COLORS = {"red": (210, 30, 30), "blue": (30, 30, 210)}
@@ -66,6 +67,9 @@ def nightly(tmp_path_factory: pytest.TempPathFactory) -> dict:
         },
         input_pattern="span-{SPAN:4}/*/*",
         max_accuracy_drop=1.0,  # the change threshold never blocks: run 4 shows the data-shift rule
+        # Solid colours a tint apart are near duplicates to the perceptual hash (one group per class
+        # would fill one split); here each tint is its own image. Exact copies are still grouped.
+        near_duplicate_distance=-1,
     )
     spec = local_harness.compile_for_local_run(config, os.path.join(root, "pipeline.yaml"))
     data_root = config.data_root

@@ -190,7 +190,7 @@ def test_the_vertex_snippet_builds_a_pipeline_job_from_the_json(tmp_path: object
     config = load_config(CONFIG, {})
     output = runner.compile_pipeline(config, runner.KubeflowConfig(image=IMAGE, output=f"{tmp_path}/job.json"))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # the client's Python 3.10 notice
+        warnings.simplefilter("ignore", FutureWarning)  # the client's deprecation notices, if any
         from google.cloud import aiplatform
 
     job = aiplatform.PipelineJob(

@@ -20,7 +20,8 @@ PATTERN = "span-{SPAN:4}/*/*"
 def _drop(root: str, span: int, per_class: int) -> None:
     for label, color in (("red", (220, 20, 20)), ("blue", (20, 20, 220))):
         for index in range(per_class):
-            write(os.path.join(root, f"span-{span:04d}", label, f"{span}_{index}.png"), encode(solid(color), "PNG"))
+            tint = (color[0], color[1] + index, color[2])  # each image its own noise: no copies
+            write(os.path.join(root, f"span-{span:04d}", label, f"{span}_{index}.png"), encode(solid(tint), "PNG"))
 
 
 def _ingest(data_root: str, pipeline_root: str, span: int | None) -> tfx.types.Artifact:

@@ -51,3 +51,22 @@ def test_percents_are_checked() -> None:
         splits.SplitPercents(validation=10, test=0)
     with pytest.raises(ValueError, match="leave 40% for training"):
         splits.SplitPercents(validation=30, test=30)
+
+
+def test_a_group_of_copies_goes_whole_into_the_split_of_its_key() -> None:
+    files = _files({"cat": 300})
+    group_of = {path: "cat/0000.jpg" for path, _ in files[:40]}  # 40 copies of one image
+    assignment = splits.assign(files, PERCENTS, group_of)
+    alone = splits.assign([("cat/0000.jpg", "cat")] + files[40:], PERCENTS)
+    assert {assignment.split_of[path] for path in group_of} == {alone.split_of["cat/0000.jpg"]}
+    assert sum(assignment.counts["cat"].values()) == 300
+
+
+def test_a_small_class_counts_groups_not_files_when_filling_splits() -> None:
+    files = _files({"few": 4})
+    group_of = {"few/0001.jpg": "few/0000.jpg", "few/0002.jpg": "few/0000.jpg"}  # two groups: 0000-0002, 0003
+    assignment = splits.assign(files, PERCENTS, group_of)
+    assert len({assignment.split_of[path] for path in ("few/0000.jpg", "few/0001.jpg", "few/0002.jpg")}) == 1
+    assert assignment.split_of["few/0003.jpg"] != assignment.split_of["few/0000.jpg"]
+    assert assignment.missing("validation") == ["few"]
+    assert "'few' has 4 image(s) in 2 group(s) of copies, too few for every split: no validation" in assignment.notes[0]

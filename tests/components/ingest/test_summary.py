@@ -19,6 +19,14 @@ KEYS = {
     "class_split_counts",
     "rejected_by_reason",
     "notes",
+    # Since the copy groups and nested folders (issue #25).
+    "duplicate_groups",
+    "images_in_duplicate_groups",
+    "label_conflict_groups",
+    "label_conflict_files",
+    "duplicate_examples",
+    "nested_files",
+    "nested_folders",
 }
 
 
@@ -84,3 +92,58 @@ def test_an_older_summary_and_a_missing_one_read(tmp_path: object) -> None:
     summary = ingest_summary.read(uri)
     assert summary is not None and summary.ingested == 3
     assert (summary.class_split_counts, summary.rejected_by_reason, summary.notes) == ({}, {}, [])
+
+
+def test_groups_of_copies_and_nested_folders_are_counted_from_the_report(tmp_path: object) -> None:
+    report_dir = os.path.join(str(tmp_path), "ingest_report")
+    os.makedirs(report_dir)
+    records = [
+        {
+            "path": "a/x.png",
+            "label": "a",
+            "status": "ingested",
+            "split": "test",
+            "group": "a/x.png",
+            "group_kind": "near",
+        },
+        {
+            "path": "a/sub/y.jpg",
+            "label": "a",
+            "status": "ingested",
+            "split": "test",
+            "group": "a/x.png",
+            "group_kind": "near",
+        },
+        {
+            "path": "a/z.png",
+            "label": "a",
+            "status": "rejected",
+            "reason": "label conflict",
+            "group": "a/z.png",
+            "group_kind": "exact",
+        },
+        {
+            "path": "b/z.bmp",
+            "label": "b",
+            "status": "rejected",
+            "reason": "label conflict",
+            "group": "a/z.png",
+            "group_kind": "exact",
+        },
+        {"path": "b/sub/w.png", "label": "b", "status": "ingested", "split": "train"},
+    ]
+    with open(os.path.join(report_dir, ingest_summary.REPORT_FILES), "w") as handle:
+        handle.writelines(json.dumps(record) + "\n" for record in records)
+    summary = ingest_summary.summarise_report(os.path.join(report_dir, ingest_summary.REPORT_FILES))
+    assert (summary.duplicate_groups, summary.images_in_duplicate_groups) == (2, 4)
+    assert (summary.label_conflict_groups, summary.label_conflict_files) == (1, 2)
+    conflict, kept = summary.duplicate_examples  # conflicts listed first
+    assert (conflict.conflict, conflict.labels, conflict.split, conflict.paths) == (
+        True,
+        ["a", "b"],
+        "",
+        ["a/z.png", "b/z.bmp"],
+    )
+    assert (kept.conflict, kept.kind, kept.split, kept.paths) == (False, "near", "test", ["a/sub/y.jpg", "a/x.png"])
+    assert (summary.nested_files, summary.nested_folders) == (2, {"a/sub": 1, "b/sub": 1})
+    assert summary.files_seen == summary.ingested + summary.rejected == 5

@@ -187,7 +187,7 @@ def test_a_real_run_prints_a_short_quiet_console_and_logs_the_rest(tmp_path: obj
     assert result.returncode == 0, "\n".join(lines[-20:])
     assert [line for line in lines if _LIBRARY_NOISE.search(line)] == []
     assert [line for line in lines if not _PROJECT_LINE.match(line)] == []
-    assert len(lines) <= 50, "\n".join(lines)  # 10 steps, 3 epochs, the summary and its 13-line step table
+    assert len(lines) <= 53, "\n".join(lines)  # 11 steps, 3 epochs, the summary and its 14-line step table
     assert any(line.startswith("  full log: ") for line in lines[-3:])
     assert lines[-1].startswith("  report: ") and lines[-1].endswith(".html")
     log_path = next(line for line in lines if line.startswith("Full log: ")).split(": ", 1)[1]
@@ -228,7 +228,8 @@ def test_a_dry_run_that_pushes_nothing_says_why_with_the_numbers(monkeypatch: py
     monkeypatch.setattr(evaluation, "read_gate", lambda uri, blessed: gate)
     assert kubeflow_commands.dry_run_outcome(result) == (
         "Not pushed: not blessed: test accuracy 0.612 is below min_accuracy 0.800 "
-        "(test accuracy 0.612 on 49 images; served model none). Evaluation: /root/run/Evaluator/x/evaluation"
+        "(test accuracy 0.612 on 49 images, 95% interval 0.472-0.735; served model none). "
+        "Evaluation: /root/run/Evaluator/x/evaluation"
     )
 
 

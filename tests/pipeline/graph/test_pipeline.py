@@ -33,6 +33,7 @@ def test_components_and_their_inputs() -> None:
         "Trainer": {"Transform", "ImportSchemaGen"},
         "Evaluator": {"FileBasedExampleGen", "Trainer", "served_model"},
         "served_test_evaluator": {"Trainer", "served_model"},  # on the served version's own test split
+        "BulkInferrer": {"FileBasedExampleGen", "Trainer"},  # the card's mistakes, blessed or not
         "Pusher": {"FileBasedExampleGen", "Trainer", "Evaluator", "served_model", "served_test_evaluator"},
     }
 
@@ -77,6 +78,14 @@ def test_from_scratch_comparison_is_its_own_trainer_and_evaluator() -> None:
         "served_test_evaluator",
     }
     assert node_ids.FROM_SCRATCH_TRAINER not in _components()
+
+
+def test_bulk_inferrer_predicts_test_with_the_examples_signature_blessed_or_not() -> None:
+    inferrer = _components()[node_ids.BULK_INFERRER]
+    assert json.loads(inferrer.exec_properties["data_spec"]) == {"example_splits": ["test"]}
+    assert json.loads(inferrer.exec_properties["model_spec"]) == {"model_signature_name": ["serving_examples"]}
+    assert "model_blessing" not in inferrer.inputs
+    assert "inference_result" in inferrer.outputs and "output_examples" not in inferrer.outputs
 
 
 @pytest.mark.parametrize("enabled", [False, True])

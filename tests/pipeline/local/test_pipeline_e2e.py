@@ -36,13 +36,10 @@ def _count_records(examples_uri: str, split: str) -> int:
     return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
 
 
-def _rare_class_only_in_test(data_root: str) -> None:
-    """Class 'rare': two images, and the one assigned to train is truncated, so only its test image is ingested."""
-    images = {name: encode(solid((250, 250, index * 100)), "PNG") for index, name in enumerate(("r0.png", "r1.png"))}
-    assignment = splits.assign([(f"rare/{name}", "rare") for name in images], splits.SplitPercents(20, 20))
-    for name, data in images.items():
-        train = assignment.split_of[f"rare/{name}"] == splits.TRAIN
-        write(os.path.join(data_root, "rare", name), data[:50] if train else data)
+def _rare_class_with_one_good_image(data_root: str) -> None:
+    """Class 'rare': two images, one truncated: the ingest rejects it before splitting, so one image is left."""
+    write(os.path.join(data_root, "rare", "r0.png"), encode(solid((250, 250, 0)), "PNG"))
+    write(os.path.join(data_root, "rare", "r1.png"), encode(solid((250, 250, 100)), "PNG")[:50])
 
 
 def _versions(config: PipelineConfig) -> dict[str, float]:
@@ -58,7 +55,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = str(tmp_path_factory.mktemp("e2e"))
     noise_folder(os.path.join(root, "data"), ("cats", "dogs"), per_class=12, size=40, seed=0)
     write(os.path.join(root, "data", "dogs", "broken.jpg"), encode(solid((1, 2, 3)), "JPEG")[:40])
-    _rare_class_only_in_test(os.path.join(root, "data"))
+    _rare_class_with_one_good_image(os.path.join(root, "data"))
     results = {"root": root}
     first = _config(root)
     local_runner.preflight(first)
@@ -131,15 +128,17 @@ def test_splits_feed_the_trainer_and_the_gate_separately(runs: dict) -> None:
     assert report.training.split_sizes == {"train": counts["train"], "validation": counts["validation"]}
     assert report.gate.test_examples == counts["test"]
     assert sum(report.gate.per_class_examples.values()) == counts["test"]
-    assert "class 'rare' has no train images (1 ingested)" in report.ingest.notes
+    # A broken file takes no split slot: the one good image trains, and the notes say what is missing.
+    assert "class 'rare' has no test images (1 ingested)" in report.ingest.notes
+    assert "class 'rare' has no validation images (1 ingested)" in report.ingest.notes
 
 
-def test_a_class_only_in_test_keeps_its_own_label(runs: dict) -> None:
+def test_a_class_without_test_images_keeps_its_own_label(runs: dict) -> None:
     report = runs["first"]
-    assert report.ingest.class_split_counts["rare"] == {"train": 0, "validation": 0, "test": 1}
+    assert report.ingest.class_split_counts["rare"] == {"train": 1, "validation": 0, "test": 0}
     # Its own output unit and its own TFMA slice: never counted as another class.
     assert len(set(report.training.class_names)) == 3
-    assert report.gate.per_class_examples["rare"] == 1
+    assert "rare" not in report.gate.per_class_examples
     model = tf.saved_model.load(_served(runs))
     example = tf.train.Example(
         features=tf.train.Features(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import html.parser
+import io
 import json
 import os
 import shutil
@@ -15,7 +17,9 @@ from PIL import Image
 from tfx.utils import proto_utils
 
 from components.evaluation import eval_config as eval_config_lib
+from components.evaluation import inference_result
 from components.evaluation.eval_config import GateBounds
+from components.evaluation.inference_result import ImagePrediction
 from components.evaluation.metrics import GateResult
 from components.ingest.summary import IngestSummary
 from components.modules import reports
@@ -49,6 +53,7 @@ class _Elements(html.parser.HTMLParser):
         self._open: list[tuple[str, str | None]] = []
         self.external: list[str] = []
         self.matrix_cells: list[dict[str, str]] = []  # test confusion matrix cells, with their row's class
+        self.thumbs: list[dict[str, str]] = []  # test-image thumbnails (img, or a span when undecodable)
         self._row_class = ""
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -57,6 +62,8 @@ class _Elements(html.parser.HTMLParser):
             self._row_class = values.get("data-class", "")
         if tag == "td" and "data-predicted" in values:
             self.matrix_cells.append({**values, "row": self._row_class})
+        if "data-thumb" in values:
+            self.thumbs.append({**values, "tag": tag, "row": self._row_class})
         for name in ("src", "href"):
             if name in values and not values[name].startswith(("data:", "#")):
                 self.external.append(values[name])
@@ -173,6 +180,61 @@ def test_model_card_shows_the_runs_numbers_with_images_inline(tmp_path: object) 
     cells = {(cell["row"], cell["data-predicted"]): cell["data-value"] for cell in page.matrix_cells}
     assert cells[("dog", "cat")] == "2" and cells[("dog", "dog")] == "2" and cells[("cat", "cat")] == "6"
     assert cells[("rare", "rare")] == "0" and len(cells) == 9
+
+
+def _predicted(
+    path: str, predicted: str, probability: float, label_probability: float, image: bytes
+) -> ImagePrediction:
+    return ImagePrediction(
+        path=path,
+        label=path.split("/")[0],
+        predicted=predicted,
+        probability=probability,
+        label_probability=label_probability,
+        image=image,
+    )
+
+
+def test_model_card_shows_the_worst_mistakes_as_thumbnails_and_examples_per_class() -> None:
+    large = encode(solid((200, 30, 30), size=300), "PNG")
+    dogs = [_predicted(f"dog/{i}.png", "cat", 0.5 + i / 100, 0.4 - i / 100, large) for i in range(5)]
+    cat = _predicted("cat/0.jpg", "cat", 0.9, 0.9, encode(solid((1, 2, 3)), "JPEG"))
+    broken = _predicted("rare/x.png", "cat", 0.99, 0.0, b"not an image")
+    summary = inference_result.summarize([*dogs, cat, broken], max_mistakes=3)
+    page = _elements(html_report.render(RunReport(run_id="r", test_predictions=summary), None))
+    ids = page.by_id
+    assert page.external == []
+    assert (ids["misclassified"]["data-value"], ids["predicted-images"]["data-value"]) == ("6", "7")
+    mistakes = [thumb for thumb in page.thumbs if thumb["data-thumb"] == "mistake"]
+    # Worst first: the lowest probability of the true class (0.0, 0.36, 0.37); 3 more not shown.
+    assert [thumb["data-path"] for thumb in mistakes] == ["rare/x.png", "dog/4.png", "dog/3.png"]
+    assert ids["mistakes-more"]["data-value"] == "3" and "3 more not shown" in ids["mistakes-more"]["text"]
+    assert mistakes[0]["tag"] == "span"  # an image that does not decode is named, not dropped
+    assert (mistakes[1]["data-label"], mistakes[1]["data-predicted"], mistakes[1]["data-probability"]) == (
+        "dog",
+        "cat",
+        "0.54",
+    )
+    thumbnail = mistakes[1]["src"]
+    assert thumbnail.startswith("data:image/jpeg;base64,")
+    with Image.open(io.BytesIO(base64.b64decode(thumbnail.split(",", 1)[1]))) as image:
+        assert image.format == "JPEG" and max(image.size) == html_report.THUMBNAIL_SIDE
+    examples = {}
+    for thumb in page.thumbs:
+        if thumb["data-thumb"] == "example":
+            examples.setdefault(thumb["row"], []).append(thumb["data-path"])
+    assert examples == {"cat": ["cat/0.jpg"], "dog": [f"dog/{i}.png" for i in range(4)], "rare": ["rare/x.png"]}
+    assert "no-mistakes" not in ids
+
+
+def test_model_card_says_when_nothing_was_wrong_or_nothing_was_predicted() -> None:
+    right = [_predicted("cat/0.jpg", "cat", 0.9, 0.9, encode(solid((1, 2, 3)), "JPEG"))]
+    ids = _elements(
+        html_report.render(RunReport(run_id="r", test_predictions=inference_result.summarize(right)), None)
+    ).by_id
+    assert ids["misclassified"]["data-value"] == "0" and "no-mistakes" in ids and "mistakes-more" not in ids
+    page = html_report.render(RunReport(run_id="r", component_states={"BulkInferrer": "failed"}), None)
+    assert "No test predictions in this run (BulkInferrer: failed)" in page
 
 
 def test_model_card_names_a_saved_model_backbone_and_what_stage2_trained(tmp_path: object) -> None:
@@ -346,6 +408,47 @@ def test_browser_renders_the_report_with_the_runs_numbers(runs: dict, tmp_path: 
         assert image.size == (1200, 3000)
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
     assert colours is not None and len(colours) > 100  # text, tables and the inlined plots, not a blank page
+
+
+def _rendered(path: str, folder: str) -> _Elements:
+    """The card as Chromium renders it: a copy whose one added script records each image's natural width on load."""
+    with open(path, encoding="utf-8") as handle:
+        page = handle.read()
+    probe = (
+        '<script>addEventListener("load", () => { for (const image of document.images) '
+        "{ image.dataset.naturalWidth = image.naturalWidth; } });</script>"
+    )
+    copy = write(os.path.join(folder, "probed.html"), page.replace("</body>", probe + "</body>").encode("utf-8"))
+    profile = os.path.join(folder, "profile")
+    return _elements(_chromium("--virtual-time-budget=10000", "--dump-dom", f"file://{copy}", user_data_dir=profile))
+
+
+@pytest.mark.slow
+def test_browser_renders_a_thumbnail_for_each_misclassified_test_image(runs: dict, tmp_path: object) -> None:
+    report, path = runs["first"], runs["first_path"]
+    with open(path, encoding="utf-8") as handle:
+        assert _elements(handle.read()).external == []  # the card itself: no scripts, every image inline
+    page = _rendered(path, str(tmp_path))
+    # The Evaluator's (TFMA) misclassified count: the test confusion matrix off its diagonal.
+    _, matrix = html_report.test_confusion_matrix(report)
+    off_diagonal = sum(count for i, row in enumerate(matrix) for j, count in enumerate(row) if i != j)
+    mistakes = [thumb for thumb in page.thumbs if thumb["data-thumb"] == "mistake"]
+    more = int(page.by_id["mistakes-more"]["data-value"]) if "mistakes-more" in page.by_id else 0
+    predictions = report.test_predictions
+    assert off_diagonal > 0  # noise images and a class with one training image: some test image is wrong
+    assert len(mistakes) + more == off_diagonal == predictions.misclassified
+    assert int(page.by_id["misclassified"]["data-value"]) == off_diagonal
+    assert predictions.total == report.gate.test_examples
+    assert all(thumb["data-label"] != thumb["data-predicted"] for thumb in mistakes)
+    probabilities = [float(thumb["data-probability"]) for thumb in mistakes]
+    assert all(0.0 < probability <= 1.0 for probability in probabilities)
+    examples = [thumb for thumb in page.thumbs if thumb["data-thumb"] == "example"]
+    assert {thumb["row"] for thumb in examples} == {
+        label for label, counts in report.ingest.class_split_counts.items() if counts.get("test")
+    }
+    # Every thumbnail decoded and laid out by the browser.
+    assert [thumb["tag"] for thumb in page.thumbs] == ["img"] * len(page.thumbs)
+    assert all(int(thumb["data-natural-width"]) > 0 for thumb in page.thumbs), page.thumbs
 
 
 @pytest.mark.slow
