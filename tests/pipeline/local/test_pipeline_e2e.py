@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 import numpy as np
@@ -239,10 +240,9 @@ def test_unchanged_rerun_is_served_from_cache(runs: dict) -> None:
         "newest version",
     )
     assert second.gate.baseline_accuracy == pytest.approx(second.gate.candidate_accuracy)  # the same model
-    assert (
-        f"served model {second.gate.baseline_accuracy:.3f} (version {second.served_version}, its newest version)"
-        in (second.format())
-    )
+    # The served model's number, with its 95% interval, and which version it is.
+    served_text = rf"served model {second.gate.baseline_accuracy:.3f} \(95% [01]\.\d{{3}}-[01]\.\d{{3}}\) "
+    assert re.search(served_text + rf"\(version {second.served_version}, its newest version\)", second.format())
     assert second.blessed is True and second.push_outcome == "already_served"
     assert second.served_test_gate is None  # the candidate is the served model: nothing to compare there
     assert runs["versions_after_second"] == runs["versions_after_first"]
