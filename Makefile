@@ -13,11 +13,11 @@ NATIVE ?= $(shell printf '2.39\n%s\n' "$(GLIBC)" | sort -V -C && echo 1 || echo 
 
 IMAGE ?= ghcr.io/tfx-image-transfer/pipeline:0.1.0
 
-.PHONY: install chromium demo test test-fast lint format bench compile clean userland shell
+.PHONY: install chromium fashion-data demo test test-fast lint format bench compile clean userland shell
 
 ifeq ($(NATIVE),0)
 # glibc $(GLIBC) < 2.39: every target below runs inside the userland instead.
-install chromium demo test test-fast lint format bench compile:
+install chromium fashion-data demo test test-fast lint format bench compile:
 	tools/in-userland.sh $(MAKE) $@ NATIVE=1 WORKDIR=$(WORKDIR) IMAGE=$(IMAGE)
 else
 
@@ -59,12 +59,22 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)
+# Fashion-MNIST for benchmarks/vs_notebook.py --dataset fashion (a Debian package; tools/in-userland.sh shows the
+# host's /usr/share/datasets inside the userland).
+fashion-data:
+	@test -d /usr/share/datasets/fashion-mnist || { \
+		command -v apt-get >/dev/null || { echo "Install Debian's dataset-fashion-mnist (benchmarks/vs_notebook.py --dataset fashion)."; exit 1; }; \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		echo "Installing dataset-fashion-mnist with apt-get (benchmarks/vs_notebook.py --dataset fashion)"; \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	}
+
+bench: $(STAMP) fashion-data
 	test -d $(WORKDIR)/serving/image_classifier || $(BIN)/image-pipeline demo --workdir $(WORKDIR)
 	$(BIN)/python benchmarks/transformed_format.py
-	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/ingest.py --workers 1,2,4
 	$(BIN)/python benchmarks/transform.py
-	$(BIN)/python benchmarks/transform.py --images 10000 --out benchmarks/results/transform_10k.json
+	$(BIN)/python benchmarks/transform.py --images 10000 --workers 1,2,4 --out benchmarks/results/transform_10k.json
 	$(BIN)/python benchmarks/export.py
 	$(BIN)/python benchmarks/serving.py --model-dir $(WORKDIR)/serving/image_classifier
 	$(BIN)/python benchmarks/serving_batching.py --model-dir $(WORKDIR)/serving/image_classifier
@@ -72,7 +82,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/training.py
 	$(BIN)/python benchmarks/pipeline_run.py
 	$(BIN)/python benchmarks/vs_notebook.py --dataset demo --stage1-epochs 6 --stage2-epochs 6 --stage2-learning-rate 3e-4 --fine-tune-layers 1000
-	$(BIN)/python benchmarks/vs_notebook.py --dataset digits
+	$(BIN)/python benchmarks/vs_notebook.py --dataset digits --seeds 1,2,3 --variant 'old_default={"trainer": {"fine_tune_schedule": "top_n"}}'
+	$(BIN)/python benchmarks/vs_notebook.py --dataset fashion --seeds 1,2,3 --variant 'old_default={"trainer": {"fine_tune_schedule": "top_n"}}'
+	$(BIN)/python benchmarks/vs_notebook.py --dataset digits --seeds 1 --variant 'tuned={"tuning": {"trials": 8}}' --out benchmarks/results/vs_notebook_digits_tuned.json
 	$(BIN)/python benchmarks/vs_notebook.py --dataset shapes:6667 --out benchmarks/results/vs_notebook_20k.json
 
 compile: $(STAMP)

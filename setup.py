@@ -40,6 +40,10 @@ INSTALL_REQUIRES = [
     "matplotlib==3.11.2",
     # The HTML model card of each run (pipeline/report/html_report.py).
     "Jinja2==3.1.6",
+    # The Tuner's trials (components/modules/tuner.py); its bayesian search needs scikit-learn and scipy.
+    "keras-tuner==1.4.8",
+    "scikit-learn==1.5.2",
+    "scipy==1.18.1",
 ]
 
 setup(

@@ -7,9 +7,12 @@ TFRecords of tf.Examples three ways, on the same files, in one run:
   beam         the ExampleGen executor on Beam's in-process FnApiRunner (its plan, run before
                the Beam job, checks every file and groups copies: components/ingest/plan.py)
   near off     the same with near_duplicate_distance -1 (exact duplicates only)
-  beam-mp      the same with --direct_running_mode=multi_processing, 1 worker and one per core;
-               the two fit ``serial + parallel / workers``, which says from how many cores
-               multi-processing would beat the in-process runner and the loop (a projection)
+  beam-mp      the same with --direct_running_mode=multi_processing on each ``--workers`` count
+               of SDK worker processes (default: 1 and one per core; ``--workers 1,2,4``): a
+               table of images/s per count, against one worker and the loop (why this mode and
+               not the portable runner: benchmarks/_scaling.py); the fewest and most workers fit
+               ``serial + parallel / workers``, which says from how many cores multi-processing
+               would beat the in-process runner and the loop (a projection)
 
 Prints images/s and the ratio to the baseline, checks that every variant wrote
 the same number of examples, and writes JSON. One file in PLANTED_EVERY gets a resized
@@ -17,7 +20,7 @@ copy in its class, so the grouping has copies to find. The cost of finding copie
 measured apart (``dedup`` in the JSON): the plan's pass over the files with and without
 fingerprints, and the grouping alone, against the ExampleGen's time.
 
-    python benchmarks/ingest.py [--images 10000] [--size 96]
+    python benchmarks/ingest.py [--images 10000] [--size 96] [--workers 1,2,4]
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import time
 from collections.abc import Callable
 
 import _results  # benchmarks/_results.py (scripts run with benchmarks/ on sys.path)
+import _scaling
 import tensorflow as tf
 from PIL import Image
 
@@ -115,8 +119,7 @@ def dedup_cost(root: str, ingest_seconds: float) -> dict:
 
 
 def _multi_processing(root: str, workers: int) -> Callable[[str], int]:
-    args = ["--runner=FnApiRunner", "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
-    return lambda out: example_gen(root, out, args)
+    return lambda out: example_gen(root, out, _scaling.beam_args(workers))
 
 
 def projection(rows: list[dict]) -> dict | None:
@@ -125,9 +128,7 @@ def projection(rows: list[dict]) -> dict | None:
     Returns the fit and the worker count from which it would beat the in-process
     runner and the plain loop (None where it never does), or None with one core.
     """
-    timed = {
-        int(row["variant"].rsplit("x", 1)[1]): row["seconds"] for row in rows if "multi_processing" in row["variant"]
-    }
+    timed = {_scaling.workers_of(row["variant"]): row["seconds"] for row in rows if _scaling.workers_of(row["variant"])}
     if len(timed) < 2:
         return None
     (_, t_one), (many, t_many) = sorted(timed.items())[:1] + sorted(timed.items())[-1:]
@@ -153,6 +154,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--size", type=int, default=96)
+    parser.add_argument(
+        "--workers",
+        type=_scaling.parse_workers,
+        default=f"1,{os.cpu_count() or 1}",
+        help="SDK worker process counts to run the ExampleGen on (Beam multi_processing), e.g. 1,2,4.",
+    )
     parser.add_argument("--out", default=_results.default_path("ingest"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -168,7 +175,6 @@ def main() -> None:
             f"Generated {count} images of {args.size}x{args.size} ({planted} of them resized copies) in "
             f"{time.perf_counter() - started:.0f} s"
         )
-        workers = os.cpu_count() or 1
         variants = {
             BASELINE: lambda out: baseline(root, out),
             IN_PROCESS: lambda out: example_gen(root, out, ["--runner=FnApiRunner"]),
@@ -176,8 +182,8 @@ def main() -> None:
                 root, out, ["--runner=FnApiRunner"], image_files.IngestLimits(near_duplicate_distance=-1)
             ),
         }
-        for count_workers in sorted({1, workers}):
-            variants[f"ExampleGen, Beam multi_processing x{count_workers}"] = _multi_processing(root, count_workers)
+        for workers in args.workers:
+            variants[_scaling.variant("ExampleGen, Beam", workers)] = _multi_processing(root, workers)
         rows = []
         for name, run in variants.items():
             started = time.perf_counter()
@@ -201,6 +207,8 @@ def main() -> None:
             print(
                 f"{row['variant']:<40} {row['examples']:>8} {row['seconds']:>8.1f} {row['images_per_s']:>9.1f} {row['ratio_vs_baseline']:>12.2f}"
             )
+        table = _scaling.scaling(rows, BASELINE)
+        _scaling.print_scaling(table, "ExampleGen")
         in_process = next(row["seconds"] for row in rows if row["variant"] == IN_PROCESS)
         dedup = dedup_cost(root, in_process)
         print(
@@ -211,7 +219,11 @@ def main() -> None:
             f"{in_process:.1f} s"
         )
         fit = projection(rows)
-        if fit:
+        if fit and fit["parallel_s"] <= 0:
+            print(
+                "\nmulti_processing got no faster with more workers: starting them (each imports TensorFlow) dominates"
+            )
+        elif fit:
             print(
                 f"\nmulti_processing ~ {fit['serial_s']:.1f} s that does not shrink with workers (worker start-up, "
                 f"moving every example between processes) + {fit['parallel_s']:.1f} s / workers (fitted to the measured "
@@ -222,7 +234,18 @@ def main() -> None:
                     f"from {workers_needed} workers" if workers_needed else "never (the serial part alone is slower)"
                 )
                 print(f"  beats {name}: {verdict}")
-        _results.write(args.out, {"images": count, "size": args.size, "rows": rows, "projection": fit, "dedup": dedup})
+        _results.write(
+            args.out,
+            {
+                "images": count,
+                "size": args.size,
+                "workers": args.workers,
+                "rows": rows,
+                "scaling": table,
+                "projection": fit,
+                "dedup": dedup,
+            },
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

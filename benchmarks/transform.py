@@ -12,11 +12,15 @@ tf.Examples, train and eval splits), then produces the same transformed examples
                 pre- and post-transform statistics)
   transform -stats  the same with ``disable_statistics`` (the pipeline's default)
   multi_threading  the same on Beam's multi-threaded direct mode, one thread per core
+  multi_processing the same on each ``--workers`` count of SDK worker processes (``--workers
+                1,2,4``; none by default), with a table of images/s per count against one
+                worker and the loop (why this mode and not the portable runner:
+                benchmarks/_scaling.py)
 
 Prints images/s, the ratio to the baseline and bytes per transformed image, checks
 that every variant wrote every example, and writes JSON.
 
-    python benchmarks/transform.py [--images 2000] [--source-size 256] [--image-size 224]
+    python benchmarks/transform.py [--images 2000] [--source-size 256] [--image-size 224] [--workers 1,2,4]
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import time
 from collections.abc import Callable
 
 import _results  # benchmarks/_results.py (scripts run with benchmarks/ on sys.path)
+import _scaling
 import tensorflow as tf
 from tfx.components.transform import executor as transform_executor
 from tfx.types import standard_artifacts
@@ -49,6 +54,7 @@ RAW_SPEC = {
     features.LABEL_KEY: tf.io.FixedLenFeature([1], tf.string),
 }
 BATCH = 64
+BASELINE = "baseline (tf.data loop, 1 process)"
 
 
 def _raw_dataset(raw_uri: str) -> tf.data.Dataset:
@@ -143,12 +149,14 @@ def _measure_output(pattern: str) -> dict[str, float]:
     }
 
 
-def _variants(examples: standard_artifacts.Examples, image_size: int) -> dict[str, tuple[Callable[[str], None], str]]:
+def _variants(
+    examples: standard_artifacts.Examples, image_size: int, worker_counts: list[int]
+) -> dict[str, tuple[Callable[[str], None], str]]:
     """name -> (run into a folder, glob of the transformed records under it)."""
     workers = os.cpu_count() or 1
     threads = ("--direct_running_mode=multi_threading", f"--direct_num_workers={workers}")
-    return {
-        "baseline (tf.data loop, 1 process)": (
+    variants = {
+        BASELINE: (
             lambda out: baseline(examples.uri, out, image_size),
             "data.tfrecord.gz",
         ),
@@ -165,6 +173,17 @@ def _variants(examples: standard_artifacts.Examples, image_size: int) -> dict[st
             "examples/Split-*/*",
         ),
     }
+    for count in worker_counts:
+        variants[_scaling.variant("same, Beam", count)] = (
+            _multi_processing(examples, image_size, count),
+            "examples/Split-*/*",
+        )
+    return variants
+
+
+def _multi_processing(examples: standard_artifacts.Examples, image_size: int, workers: int) -> Callable[[str], None]:
+    flags = tuple(_scaling.beam_args(workers))
+    return lambda out: run_transform(examples, out, image_size, statistics=False, beam_args=flags)
 
 
 def _print(rows: list[dict], images: int, source: int, size: int) -> None:
@@ -185,6 +204,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--source-size", type=int, default=256, help="Side of the generated source images.")
     parser.add_argument("--image-size", type=int, default=224, help="Side after Transform.")
+    parser.add_argument(
+        "--workers",
+        type=_scaling.parse_workers,
+        default="",
+        help="SDK worker process counts to also run Transform on (Beam multi_processing), e.g. 1,2,4.",
+    )
     parser.add_argument("--out", default=_results.default_path("transform"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -197,7 +222,7 @@ def main() -> None:
         examples = image_example_gen.run_executor(root, os.path.join(work, "raw"))
         print(f"Generated and ingested {count} images of {args.source_size}x{args.source_size}")
         rows = []
-        for name, (run, pattern) in _variants(examples, args.image_size).items():
+        for name, (run, pattern) in _variants(examples, args.image_size, args.workers).items():
             out = os.path.join(work, f"out{len(rows)}")
             print(f"... {name}", flush=True)
             started = time.perf_counter()
@@ -210,8 +235,18 @@ def main() -> None:
         if {row["examples"] for row in rows} != {count}:
             raise RuntimeError(f"A variant lost examples ({count} in): {rows}")
         _print(rows, count, args.source_size, args.image_size)
+        table = _scaling.scaling(rows, BASELINE)
+        _scaling.print_scaling(table, "Transform (no statistics)")
         _results.write(
-            args.out, {"images": count, "source_size": args.source_size, "image_size": args.image_size, "rows": rows}
+            args.out,
+            {
+                "images": count,
+                "source_size": args.source_size,
+                "image_size": args.image_size,
+                "workers": args.workers,
+                "rows": rows,
+                "scaling": table,
+            },
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)

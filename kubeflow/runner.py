@@ -4,7 +4,8 @@ The compiled spec runs every component in the project's container image (see
 ``kubeflow/Dockerfile``), with the Transform and Trainer code imported from the
 installed package inside it, so nothing depends on a wheel built on the machine
 that compiled. Every Trainer (by component type: the from-scratch comparison's
-too) gets the GPU resources; the other components CPU and memory only.
+too) and the Tuner, whose trials train as the Trainer does, get the GPU
+resources; the other components CPU and memory only.
 
 The spec runs with one meaning on open-source KFP 2.x, Vertex AI Pipelines and
 the local harness: it has no resolver executor (the gate's baseline is the
@@ -48,7 +49,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 from tfx import version as tfx_version
-from tfx.components import FileBasedExampleGen, Trainer
+from tfx.components import FileBasedExampleGen, Trainer, Tuner
 from tfx.dsl.components.base import base_component
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
@@ -70,10 +71,10 @@ class KubeflowConfig:
       image: The pipeline image, pinned by tag or digest (never ``:latest``).
       output: The compiled file: ``.yaml`` (KFP v2 PipelineSpec, open-source KFP)
         or ``.json`` (a PipelineJob, e.g. for Vertex AI).
-      trainer_gpu_type: Accelerator type for the Trainer (``nvidia.com/gpu`` on KFP;
-        empty: no GPU).
-      trainer_gpu_count: GPUs for the Trainer.
-      trainer_cpu, trainer_memory_gib: Trainer CPU and memory limits.
+      trainer_gpu_type: Accelerator type for the Trainer and the Tuner (``nvidia.com/gpu``
+        on KFP; empty: no GPU).
+      trainer_gpu_count: GPUs for the Trainer and the Tuner.
+      trainer_cpu, trainer_memory_gib: Trainer (and Tuner) CPU and memory limits.
       default_cpu, default_memory_gib: Limits of every other component.
       project_dir: Where ``kubeflow/Dockerfile`` puts the project inside the image.
       pvc_mounts: PersistentVolumeClaims mounted into every step's pod
@@ -117,8 +118,11 @@ def _resources(cpu: float, memory_gib: float, gpu_type: str = "", gpus: int = 0)
 
 
 def component_resources(component: base_component.BaseComponent | None, kubeflow: KubeflowConfig) -> ResourceSpec:
-    """The limits a component runs with: every Trainer's (with its GPU), or the default (also for ``None``)."""
-    if isinstance(component, Trainer):
+    """The limits a component runs with: every Trainer's and Tuner's (with the GPU), or the default (also ``None``).
+
+    A Tuner's trials are Trainer runs (``components/modules/tuner.py``), so it gets the same.
+    """
+    if isinstance(component, Trainer | Tuner):
         return _resources(
             kubeflow.trainer_cpu, kubeflow.trainer_memory_gib, kubeflow.trainer_gpu_type, kubeflow.trainer_gpu_count
         )

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import os
 
-import tensorflow as tf
 from pydantic import BaseModel, ConfigDict
 
+from components import typed_files
 from components.evaluation import accuracy
 
 FILE_NAME = "majority_rule.json"
@@ -80,17 +80,9 @@ def check(candidate_accuracy: float | None, per_class_examples: dict[str, int]) 
 
 def write(evaluation_uri: str, result: MajorityRuleCheck) -> str:
     """Writes the check into the ModelEvaluation artifact; returns the file's path."""
-    path = os.path.join(evaluation_uri, FILE_NAME)
-    tf.io.gfile.makedirs(evaluation_uri)
-    with tf.io.gfile.GFile(path, "w") as handle:
-        handle.write(result.model_dump_json(indent=2))
-    return path
+    return typed_files.write(os.path.join(evaluation_uri, FILE_NAME), result)
 
 
 def read(evaluation_uri: str) -> MajorityRuleCheck | None:
     """The check recorded in a ModelEvaluation artifact; None if the rule was not applied there."""
-    path = os.path.join(evaluation_uri, FILE_NAME)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as handle:
-        return MajorityRuleCheck.model_validate_json(handle.read())
+    return typed_files.read(os.path.join(evaluation_uri, FILE_NAME), MajorityRuleCheck)

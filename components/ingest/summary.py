@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import tensorflow as tf
 from pydantic import BaseModel, ConfigDict
 
+from components import typed_files
 from components.ingest import image_files, splits
 
 if TYPE_CHECKING:
@@ -223,8 +224,4 @@ def read(examples_uri: str) -> IngestSummary | None:
     Raises:
       pydantic.ValidationError: If ``summary.json`` lacks a count.
     """
-    path = os.path.join(report_dir(examples_uri), REPORT_SUMMARY)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as handle:
-        return IngestSummary.model_validate_json(handle.read())
+    return typed_files.read(os.path.join(report_dir(examples_uri), REPORT_SUMMARY), IngestSummary)

@@ -319,6 +319,8 @@ def fine_tune_plan(backbone: keras.Model | SavedModelBackbone, settings: Trainer
             settings.stage2_learning_rate,
         )
         return [(0, epochs)]
+    if settings.fine_tune_schedule == "auto":
+        raise ValueError("fine_tune_schedule=auto has no fixed plan: auto_schedule.select chooses it on validation.")
     count = len(backbone.layers)
     if settings.fine_tune_schedule == "top_n":
         return [(max(count - settings.fine_tune_layers, 0), epochs)]

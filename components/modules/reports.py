@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from components.modules.settings import TrainingSummary
+from components import typed_files
+from components.modules.settings import AutoChoice, TrainingSummary
 
 LEARNING_CURVES = "learning_curves.png"
 CONFUSION_MATRIX = "confusion_matrix.png"
@@ -84,6 +85,32 @@ def phase_line(phase_seconds: dict[str, float]) -> str:
     return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phase_seconds.items())
 
 
+def _auto_lines(choice: AutoChoice) -> list[str]:
+    """fine_tune_schedule=auto: the sentence and one row per candidate."""
+    rungs = range(len(choice.rung_batches))
+    lines = [
+        f"- stage 2 (auto): {choice.reason()}",
+        "",
+        "| candidate | blocks from the top | learning rate | "
+        + " | ".join(f"validation after rung {rung + 1}" for rung in rungs)
+        + " | batches | outcome |",
+        "|---|---|---|" + "---|" * len(rungs) + "---|---|",
+    ]
+    for candidate in choice.candidates:
+        scores = [_number(_at(candidate.rung_accuracies, rung)) for rung in rungs]
+        outcome = "chosen" if candidate.chosen else f"dropped after rung {candidate.dropped_at_rung}"
+        lines.append(
+            f"| from {candidate.first_layer} | {candidate.blocks} | {candidate.learning_rate:.0e} | "
+            + " | ".join(scores)
+            + f" | {candidate.batches_trained} | {outcome} |"
+        )
+    return [*lines, ""]
+
+
+def _at(values: list[float], index: int) -> float | None:
+    return values[index] if index < len(values) else None
+
+
 def markdown_summary(summary: TrainingSummary) -> str:
     """A short human-readable training summary, with train vs validation accuracy per epoch."""
     lines = ["# Training summary", ""]
@@ -93,6 +120,8 @@ def markdown_summary(summary: TrainingSummary) -> str:
     if summary.fine_tuned_validation_accuracy is not None:
         lines.append(f"- fine-tuned (stage 2) validation accuracy: {summary.fine_tuned_validation_accuracy:.4f}")
     lines.append(f"- kept: stage {summary.kept_stage}")
+    if summary.stage2_auto is not None:
+        lines += _auto_lines(summary.stage2_auto)
     if summary.phase_seconds:
         lines.append(f"- time: {phase_line(summary.phase_seconds)}")
     lines += [
@@ -113,9 +142,7 @@ def markdown_summary(summary: TrainingSummary) -> str:
 
 def write_reports(summary: TrainingSummary, model_run_dir: str) -> None:
     """Writes the JSON and Markdown summaries and both plots."""
-    tf.io.gfile.makedirs(model_run_dir)
-    with tf.io.gfile.GFile(os.path.join(model_run_dir, SUMMARY_JSON), "w") as handle:
-        handle.write(summary.model_dump_json(indent=2))
+    typed_files.write(os.path.join(model_run_dir, SUMMARY_JSON), summary)
     with tf.io.gfile.GFile(os.path.join(model_run_dir, SUMMARY_MARKDOWN), "w") as handle:
         handle.write(markdown_summary(summary))
     plot_learning_curves(summary, os.path.join(model_run_dir, LEARNING_CURVES))
@@ -129,8 +156,4 @@ def write_reports(summary: TrainingSummary, model_run_dir: str) -> None:
 
 def read_summary(model_run_dir: str) -> TrainingSummary | None:
     """The training summary of a model run folder, or None if there is none."""
-    path = os.path.join(model_run_dir, SUMMARY_JSON)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as handle:
-        return TrainingSummary.model_validate_json(handle.read())
+    return typed_files.read(os.path.join(model_run_dir, SUMMARY_JSON), TrainingSummary)

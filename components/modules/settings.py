@@ -61,7 +61,11 @@ def is_saved_model_backbone(backbone: str) -> bool:
     return backbone.startswith((HUB_PREFIX, SAVEDMODEL_PREFIX))
 
 
-FineTuneSchedule = Literal["top_n", "fraction", "progressive"]
+FineTuneSchedule = Literal["auto", "top_n", "fraction", "progressive"]
+# fine_tune_schedule=auto: the stage 2 candidates it tries by default, a ladder from "a little,
+# slowly" (a domain close to the backbone's pretraining) to "all of it, fast" (a distant one);
+# depth is a share of the backbone's blocks from the top. See auto_schedule.py.
+AUTO_CANDIDATES = ((0.25, 1e-4), (0.5, 3e-4), (1.0, 3e-4), (1.0, 1e-3))
 Distribution = Literal["auto", "mirrored", "none"]
 Flip = Literal["none", "horizontal", "vertical", "both"]
 
@@ -115,6 +119,25 @@ class AugmentationSettings(_Settings):
         return self.flip != "none" or any((self.rotation, self.zoom, self.translation, self.contrast, self.brightness))
 
 
+class AutoCandidateSpec(_Settings):
+    """One stage 2 candidate for ``fine_tune_schedule: auto``."""
+
+    depth: float = Field(gt=0.0, le=1.0, description="Share of the backbone's blocks unfrozen from the top.")
+    learning_rate: float = Field(gt=0.0, lt=1.0, description="Adam learning rate.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        """``0.25@1e-4`` (the flag's form) is ``{depth: 0.25, learning_rate: 1e-4}``."""
+        if not isinstance(value, str):
+            return value
+        depth, _, rate = value.partition("@")
+        try:
+            return {"depth": float(depth), "learning_rate": float(rate)}
+        except ValueError:
+            raise ValueError(f"auto candidate {value!r}: write DEPTH@LEARNING_RATE, e.g. 0.5@3e-4") from None
+
+
 class TrainerSettings(_Settings):
     """Everything the Trainer's ``run_fn`` reads."""
 
@@ -145,13 +168,25 @@ class TrainerSettings(_Settings):
     stage2_epochs: int = Field(5, ge=0, description="Stage 2: epochs fine-tuning the top of the backbone (0: skip).")
     stage1_learning_rate: float = Field(1e-3, gt=0.0, lt=1.0, description="Adam learning rate of stage 1.")
     stage2_learning_rate: float = Field(
-        1e-5, gt=0.0, lt=1.0, description="Adam learning rate of stage 2 (keep it low)."
+        1e-5,
+        gt=0.0,
+        lt=1.0,
+        description="Adam learning rate of stage 2 with fine_tune_schedule top_n, fraction or progressive and "
+        "for hub:/savedmodel: backbones (keep it low); auto picks its own from auto_candidates.",
     )
     fine_tune_schedule: FineTuneSchedule = Field(
-        "top_n",
-        description="Stage 2 layers: top_n (fine_tune_layers), fraction (fine_tune_fraction) or progressive "
-        "(one more block every epochs_per_block epochs). hub:/savedmodel: backbones have no layers to pick: "
-        "all their trainable variables fine-tune.",
+        "auto",
+        description="Stage 2 layers: auto (depth and learning rate chosen on validation within the stage 2 "
+        "epochs, from auto_candidates by successive halving), top_n (fine_tune_layers at "
+        "stage2_learning_rate), fraction (fine_tune_fraction) or progressive (one more block every "
+        "epochs_per_block epochs). hub:/savedmodel: backbones have no layers to pick: all their trainable "
+        "variables fine-tune at stage2_learning_rate.",
+    )
+    auto_candidates: tuple[AutoCandidateSpec, ...] = Field(
+        tuple(AutoCandidateSpec(depth=depth, learning_rate=rate) for depth, rate in AUTO_CANDIDATES),
+        description="auto: the stage 2 candidates, each DEPTH@LEARNING_RATE (depth: share of the backbone's "
+        "blocks from the top, 1.0 = all; or {depth: ..., learning_rate: ...} in a config file). Default: "
+        f"{', '.join(f'{depth}@{rate:g}' for depth, rate in AUTO_CANDIDATES)}.",
     )
     fine_tune_layers: int = Field(30, ge=1, description="top_n: backbone layers unfrozen from the top.")
     fine_tune_fraction: float = Field(0.3, gt=0.0, le=1.0, description="fraction: share of backbone layers unfrozen.")
@@ -178,6 +213,13 @@ class TrainerSettings(_Settings):
     @classmethod
     def _known_backbone(cls, value: str) -> str:
         return _checked_backbone(value)
+
+    @field_validator("auto_candidates")
+    @classmethod
+    def _some_candidate(cls, value: tuple[AutoCandidateSpec, ...]) -> tuple[AutoCandidateSpec, ...]:
+        if not value:
+            raise ValueError("auto_candidates is empty: give at least one DEPTH@LEARNING_RATE")
+        return value
 
     @model_validator(mode="after")
     def _fits_backbone(self) -> TrainerSettings:
@@ -266,6 +308,55 @@ class PlanStep(BaseModel):
     epochs: int
 
 
+class AutoCandidate(BaseModel):
+    """One stage 2 candidate of ``fine_tune_schedule: auto`` and how it did in the rungs."""
+
+    depth: float = Field(description="Share of the backbone's blocks unfrozen from the top.")
+    blocks: int = Field(description="Blocks unfrozen from the top.")
+    first_layer: str
+    first_index: int
+    learning_rate: float
+    batches_trained: int = 0
+    rung_accuracies: list[float] = Field(default_factory=list, description="Validation accuracy after each rung.")
+    dropped_at_rung: int | None = None
+    chosen: bool = False
+    seconds: float = 0.0
+
+    def label(self) -> str:
+        """``top 9 blocks (from block_13_expand) at 3e-04``."""
+        return f"top {self.blocks} blocks (from {self.first_layer}) at {self.learning_rate:.0e}"
+
+
+class AutoChoice(BaseModel):
+    """What ``fine_tune_schedule: auto`` tried and chose; written in the training summary."""
+
+    candidates: list[AutoCandidate]
+    rung_batches: list[int] = Field(description="Batches each surviving candidate trained per rung.")
+    final_epochs: int
+    final_steps: int
+
+    @property
+    def chosen(self) -> AutoCandidate:
+        """The winner."""
+        return next(candidate for candidate in self.candidates if candidate.chosen)
+
+    def reason(self) -> str:
+        """One sentence: what won, on which validation accuracy, against what."""
+        chosen = self.chosen
+        if not chosen.rung_accuracies:
+            return f"{chosen.label()}, the only candidate; it trains {self.final_epochs} epoch(s)"
+        others = [candidate for candidate in self.candidates if not candidate.chosen]
+        runner_up = max(others, key=lambda c: (len(c.rung_accuracies), c.rung_accuracies[-1]), default=None)
+        against = (
+            f"; next best {runner_up.label()} at {runner_up.rung_accuracies[-1]:.3f}" if runner_up is not None else ""
+        )
+        return (
+            f"{chosen.label()}: validation accuracy {chosen.rung_accuracies[-1]:.3f} after "
+            f"{len(self.rung_batches)} rung(s) of {len(self.candidates)} candidates{against}; it then trains "
+            f"{self.final_epochs} epoch(s) of {self.final_steps} batches"
+        )
+
+
 class EpochRow(BaseModel):
     """One epoch of either stage."""
 
@@ -297,6 +388,7 @@ class TrainingSummary(BaseModel):
     stage1: StageHistory
     stage2: StageHistory | None = None
     stage2_plan: list[PlanStep] = []
+    stage2_auto: AutoChoice | None = None
     stage2_trainable_layers: list[str] = []
     head_only_validation_accuracy: float
     fine_tuned_validation_accuracy: float | None = None

@@ -11,15 +11,17 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from components.modules import log_names, reports, train_data
+from components.modules import auto_schedule, log_names, reports, train_data
 from components.modules import model as model_lib
-from components.modules.settings import Phase, PlanStep, StageHistory, TrainerSettings
+from components.modules.saved_model_backbone import SavedModelBackbone
+from components.modules.settings import AutoChoice, Phase, PlanStep, StageHistory, TrainerSettings
 
 STATUS_LOGGER = log_names.STATUS_LOGGER
 # Details of the run that belong in its log file, not on the console.
@@ -100,6 +102,7 @@ def fit_stage(
     extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
     stage: int = 1,
     last_epoch: int | None = None,
+    steps_per_epoch: int | None = None,
 ) -> StageHistory:
     """Runs epochs ``[first, last)`` and returns the per-epoch history.
 
@@ -107,6 +110,7 @@ def fit_stage(
     validation accuracy and restores the best epoch's weights. ``extra_callbacks``
     run after the Trainer's own (the training benchmark times epochs with one).
     ``stage`` and ``last_epoch`` (default: ``epochs[1]``) label the per-epoch log lines.
+    ``steps_per_epoch`` (default: the whole of ``train``) shortens each epoch.
     """
     last_epoch = last_epoch or epochs[1]
     callbacks: list[keras.callbacks.Callback] = [
@@ -126,6 +130,7 @@ def fit_stage(
         initial_epoch=epochs[0],
         epochs=epochs[1],
         callbacks=callbacks,
+        steps_per_epoch=steps_per_epoch,
         # The tf.data input shuffles (tfxio, shuffle=train); Keras ignores shuffle for a Dataset,
         # and Keras 3.15 warns when it is left at True.
         shuffle=False,
@@ -142,19 +147,33 @@ class ValidationCheck:
     confusion_matrix: np.ndarray
 
 
+_PREDICTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _predictor(classifier: keras.Model, image_spec: tf.TensorSpec) -> Callable[[tf.Tensor], tf.Tensor]:
+    """The classifier's predicted classes as one traced function per model and image spec (a trace costs
+    about a second; ``auto`` validates after every rung)."""
+    cached = _PREDICTORS.setdefault(classifier, {})
+    key = (tuple(image_spec.shape[1:]), image_spec.dtype)
+    if key not in cached:
+        model = weakref.ref(classifier)  # the cache must not keep the model alive (the Tuner builds many)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, *image_spec.shape[1:]], image_spec.dtype)])
+        def predicted(images: tf.Tensor) -> tf.Tensor:
+            return tf.argmax(model()(images, training=False), axis=-1)
+
+        cached[key] = predicted
+    return cached[key]
+
+
 def validation_check(classifier: keras.Model, validation: tf.data.Dataset) -> ValidationCheck:
     """One compiled pass over validation: the accuracy that picks the stage and the kept stage's matrix.
 
     Rows of the matrix are true classes, columns predictions; its trace over its sum
-    is the accuracy (the same number as Keras's ``evaluate``). Traced once per call
+    is the accuracy (the same number as Keras's ``evaluate``). Traced once per model
     (any batch size); under MirroredStrategy the pass runs on one replica.
     """
-    image_spec = validation.element_spec[0]
-
-    @tf.function(input_signature=[tf.TensorSpec([None, *image_spec.shape[1:]], image_spec.dtype)])
-    def predicted(images: tf.Tensor) -> tf.Tensor:
-        return tf.argmax(classifier(images, training=False), axis=-1)
-
+    predicted = _predictor(classifier, validation.element_spec[0])
     labels, predictions = [], []
     for images, batch_labels in validation:
         labels.append(batch_labels.numpy())
@@ -196,6 +215,7 @@ class StagesResult:
     xla: bool
     stage2: StageHistory | None = None
     stage2_plan: list[PlanStep] = dataclasses.field(default_factory=list)
+    stage2_auto: AutoChoice | None = None
     stage2_trainable_layers: list[str] = dataclasses.field(default_factory=list)
     fine_tuned_validation_accuracy: float | None = None
     kept_stage: int = 1
@@ -276,6 +296,9 @@ def _fine_tune(
     train, validation = data
     first = settings.stage1_epochs
     backbone = classifier.get_layer(model_lib.BACKBONE_LAYER_NAME)
+    if settings.fine_tune_schedule == "auto" and not isinstance(backbone, SavedModelBackbone):
+        _auto_fine_tune(classifier, fitted, data, settings, (log_dir, clock), result)
+        return
     plan = model_lib.fine_tune_plan(backbone, settings)
     result.stage2_plan = [
         PlanStep(first_layer=model_lib.layer_name(backbone, index), epochs=epochs) for index, epochs in plan
@@ -303,6 +326,39 @@ def _fine_tune(
             )
         result.stage2 = _joined(result.stage2, more)
         epoch += epochs
+
+
+def _auto_fine_tune(
+    classifier: keras.Model,
+    fitted: keras.Model,
+    data: tuple[tf.data.Dataset, tf.data.Dataset],
+    settings: TrainerSettings,
+    log_and_clock: tuple[str, PhaseClock],
+    result: StagesResult,
+) -> None:
+    """Stage 2 with ``fine_tune_schedule: auto``: the rungs choose, then the winner trains its epochs."""
+    train, validation = data
+    log_dir, clock = log_and_clock
+    with clock.phase(Phase.STAGE2):
+        choice = auto_schedule.select(
+            classifier, fitted, train, settings, lambda: validation_check(fitted, validation).accuracy
+        )
+        first = settings.stage1_epochs
+        more = fit_stage(
+            fitted,
+            train,
+            validation,
+            (first, first + choice.final_epochs),
+            log_dir,
+            settings.early_stopping_patience,
+            stage=2,
+            steps_per_epoch=choice.final_steps,
+        )
+    chosen = choice.chosen
+    result.stage2_auto = choice
+    result.stage2_plan = [PlanStep(first_layer=chosen.first_layer, epochs=choice.final_epochs)]
+    result.stage2_trainable_layers = model_lib.unfreeze_from(classifier, chosen.first_index)
+    result.stage2 = more
 
 
 def _keep_better_stage(

@@ -13,20 +13,17 @@ signatures named in ``components/signatures.py``, in ``export.py``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Iterator
 
 import keras
 import numpy as np
-import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from components.ingest import splits
-from components.modules import export, features, log_names, reports, train_data
+from components.modules import export, log_names, reports, training_setup, tuning_settings
 from components.modules import model as model_lib
 from components.modules.settings import Phase, TrainerSettings, TrainingSummary
 from components.modules.train_loop import PhaseClock, train_two_stages
@@ -34,50 +31,6 @@ from components.modules.train_loop import PhaseClock, train_two_stages
 BACKBONE_WEIGHTS = model_lib.BACKBONE_WEIGHTS
 # Details of the run that belong in its log file, not on the console.
 _file_log = logging.getLogger(f"{log_names.FILE_ONLY_PREFIX}.trainer")
-
-
-def _strategy(distribution: str) -> tf.distribute.Strategy:
-    """MirroredStrategy across visible GPUs (``auto``: only with several), else the default."""
-    gpus = tf.config.list_logical_devices("GPU")
-    if distribution == "mirrored" or (distribution == "auto" and len(gpus) > 1):
-        strategy = tf.distribute.MirroredStrategy()
-        logging.info("Training with MirroredStrategy on %d replicas", strategy.num_replicas_in_sync)
-        return strategy
-    return tf.distribute.get_strategy()
-
-
-@contextlib.contextmanager
-def _precision(mixed: bool) -> Iterator[None]:
-    """mixed_float16 compute (the output layer stays float32) for the block, then float32 again."""
-    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-
-
-def _backbone_weights(settings: TrainerSettings, base_model: str | None) -> str:
-    """``imagenet``, ``none``, a file, or the backbone saved by an earlier run's Trainer."""
-    if settings.weights_kind != "base_model":
-        return settings.weights
-    if not base_model:
-        raise ValueError("weights=base_model needs the Trainer's base_model input (config base_model).")
-    path = model_lib.backbone_weights_path(os.path.dirname(base_model.rstrip("/")))
-    if not tf.io.gfile.exists(path):
-        raise model_lib.WeightsError(
-            f"The base model at {base_model} has no {BACKBONE_WEIGHTS}: was it trained by this pipeline?"
-        )
-    logging.info("Transferring the backbone of the earlier model %s", base_model)
-    return path
-
-
-def _classifier(settings: TrainerSettings, weights: str, num_classes: int) -> keras.Model:
-    backbone = model_lib.build_backbone(
-        settings.backbone, settings.image_size, weights, settings.backbone_alpha, settings.backbone_input_range
-    )
-    return model_lib.build_classifier(
-        backbone, settings.backbone, num_classes, settings.dropout, backbone_inference_mode=not settings.from_scratch
-    )
 
 
 def _train(
@@ -89,11 +42,8 @@ def _train(
 ) -> tuple[keras.Model, TrainingSummary]:
     """Builds and trains the classifier on ``train``, selecting on ``validation``."""
     with clock.phase(Phase.COUNT):
-        train, train_count = train_data.split_dataset(
-            fn_args, tf_transform_output, fn_args.train_files, settings, train=True
-        )
-        validation, validation_count = train_data.split_dataset(
-            fn_args, tf_transform_output, fn_args.eval_files, settings, train=False
+        (train, train_count), (validation, validation_count) = training_setup.train_and_validation(
+            fn_args, tf_transform_output, settings
         )
     logging.info(
         "Training on %d classes %s: %d train images (%d batches of %d), %d validation images",
@@ -104,11 +54,11 @@ def _train(
         settings.batch_size,
         validation_count,
     )
-    weights = _backbone_weights(settings, fn_args.base_model)
+    weights = training_setup.backbone_weights(settings, fn_args.base_model)
     log_dir = os.path.join(fn_args.model_run_dir, "logs")
-    with _precision(settings.mixed_precision), _strategy(settings.distribution).scope():
+    with training_setup.precision(settings.mixed_precision), training_setup.strategy(settings.distribution).scope():
         with clock.phase(Phase.BUILD):
-            classifier = _classifier(settings, weights, len(class_names))
+            classifier = training_setup.build_classifier(settings, weights, len(class_names))
         result = train_two_stages(classifier, train, validation, settings, log_dir, clock)
     summary = TrainingSummary(
         class_names=class_names,
@@ -120,18 +70,41 @@ def _train(
     return classifier, summary
 
 
+def _tuned(settings: TrainerSettings, fn_args: FnArgs) -> TrainerSettings:
+    """The settings with the Tuner's best hyperparameters applied, recorded in ``tuned_settings.json``.
+
+    Without a Tuner (``fn_args.hyperparameters`` None) the settings are returned as they are.
+    """
+    values = tuning_settings.best_values(fn_args.hyperparameters)
+    if not values:
+        return settings
+    update = tuning_settings.settings_update(settings, values)
+    tuned = tuning_settings.apply_hyperparameters(settings, values)
+    logging.info(
+        "Training with the Tuner's best hyperparameters: %s",
+        ", ".join(
+            f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}" for key, value in update.items()
+        ),
+    )
+    tuning_settings.write_tuned(
+        tuning_settings.TunedSettings(hyperparameters=values, settings=update), fn_args.model_run_dir
+    )
+    return tuned
+
+
 # TFX Trainer will call this function.
 def run_fn(fn_args: FnArgs) -> None:
     """Trains the classifier in two stages and exports the serving SavedModel.
 
     Args:
       fn_args: TFX Trainer arguments; ``custom_config`` is a :class:`TrainerSettings`
-        as a dict (see ``pipeline/graph/pipeline.py``).
+        as a dict (see ``pipeline/graph/pipeline.py``); ``hyperparameters``, with a
+        Tuner before the Trainer, its best values (applied onto the settings).
     """
-    settings = TrainerSettings.model_validate(fn_args.custom_config)
+    settings = _tuned(TrainerSettings.model_validate(fn_args.custom_config), fn_args)
     keras.utils.set_random_seed(settings.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    class_names = [name.decode("utf-8") for name in tf_transform_output.vocabulary_by_name(features.LABEL_VOCAB_NAME)]
+    class_names = training_setup.class_names(tf_transform_output)
     clock = PhaseClock()
     classifier, summary = _train(fn_args, settings, class_names, tf_transform_output, clock)
     try:

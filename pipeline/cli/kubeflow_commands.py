@@ -22,8 +22,13 @@ from pipeline.config import preflight as early_checks
 @click.option(
     "--output", default="kubeflow/pipeline.yaml", show_default=True, help=".yaml (KFP v2) or .json (PipelineJob)."
 )
-@click.option("--trainer-gpu-type", default="nvidia.com/gpu", show_default=True, help="Empty for no GPU.")
-@click.option("--trainer-gpu-count", default=1, show_default=True)
+@click.option(
+    "--trainer-gpu-type",
+    default="nvidia.com/gpu",
+    show_default=True,
+    help="The Trainer's (and with tuning on the Tuner's) accelerator; empty for no GPU.",
+)
+@click.option("--trainer-gpu-count", default=1, show_default=True, help="GPUs of the Trainer and the Tuner.")
 @click.option("--trainer-cpu", default=8.0, show_default=True)
 @click.option("--trainer-memory-gib", default=32.0, show_default=True)
 @click.option("--default-cpu", default=2.0, show_default=True)

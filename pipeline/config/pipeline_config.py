@@ -5,7 +5,9 @@ defaults, then an optional YAML/JSON file, then CLI flags (``pipeline/cli/option
 makes one flag per field, with the field's description as its help and its
 ``json_schema_extra`` section as its place in ``--help``). The
 Trainer's settings are the nested :class:`TrainerSettings` (``trainer:`` in the
-file), owned by ``components/modules/settings.py``. Nothing here does I/O at import.
+file), owned by ``components/modules/settings.py``; the opt-in hyperparameter search is
+the nested :class:`TuningSettings` (``tuning:``, ``components/modules/tuning_settings.py``).
+Nothing here does I/O at import.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from components.ingest.duplicates import (
 )
 from components.ingest.splits import DEFAULT_TEST_PERCENT, DEFAULT_VALIDATION_PERCENT, SplitPercents
 from components.modules.settings import WEIGHTS_BASE_MODEL, TrainerSettings
+from components.modules.tuning_settings import TuningSettings
 from components.serving.tflite import TfliteVariant
 
 PIPELINE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,127}$"
@@ -193,6 +196,8 @@ class PipelineConfig(BaseModel):
         json_schema_extra=_RUNTIME,
     )
     trainer: TrainerSettings = Field(TrainerSettings(), json_schema_extra={"cli_section": "Training"})
+    # Off unless the file has a tuning: section or a tuning flag is given (then 8 trials by default).
+    tuning: TuningSettings = Field(TuningSettings(trials=0), json_schema_extra={"cli_section": "Tuning"})
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:
@@ -215,6 +220,8 @@ class PipelineConfig(BaseModel):
                 "above_majority_class false leaves the gate no absolute bound: a first run (nothing served to "
                 "compare with) would never be blessed. Also set min_accuracy (e.g. 0.0 to accept any accuracy)."
             )
+        if self.tuning.enabled:
+            self.tuning.check(self.trainer)
         self.split_percents  # noqa: B018 (validates the three shares)
         return self
 
@@ -268,6 +275,8 @@ def _unknown_key(location: str) -> str:
         return f"Config key {key!r} was replaced by {_MOVED_KEYS[key]}."
     if "." not in location and key in TrainerSettings.model_fields:
         return f"Config key {key!r} is a Trainer setting: put it under 'trainer:' in the config file."
+    if "." not in location and key in TuningSettings.model_fields:
+        return f"Config key {key!r} is a tuning setting: put it under 'tuning:' in the config file."
     parent = location.rsplit(".", 1)[0] if "." in location else ""
     known = _model_at(parent).model_fields
     close = difflib.get_close_matches(key, known, n=1)

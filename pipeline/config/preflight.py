@@ -3,12 +3,14 @@
 The CLI parses the config in well under a second, but importing TensorFlow and TFX
 takes 10-20 s. Everything here uses ``os`` only, so a wrong ``--data-root``, a
 missing ``--weights`` file, an unpinned ``--image`` or a ``report`` without its
-pipeline root is one line at once. URIs (gs://, s3://) are left to the checks
-that run after the imports (``pipeline/local/runner.py``, ``preflight``).
+pipeline root is one line at once, and the cost of a tuning run (``tuning_budget``)
+is known before anything runs. URIs (gs://, s3://) are left to the checks that run
+after the imports (``pipeline/local/runner.py``, ``preflight``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 
@@ -84,10 +86,36 @@ def check_weights_file(config: PipelineConfig) -> None:
     )
 
 
+def tuning_budget(config: PipelineConfig) -> str:
+    """What the Tuner will cost, in trials and epochs (and minutes, with a time budget); empty when tuning is off.
+
+    Each trial trains at most both stages once (Hyperband trains most trials for fewer
+    epochs), so ``trials x (stage1 + stage2)`` epochs is the most the search trains, before
+    the Trainer's own run.
+    """
+    tuning, trainer = config.tuning, config.trainer
+    if not tuning.enabled:
+        return ""
+    per_trial = tuning.epochs_per_trial(trainer)
+    stage2 = 0 if trainer.from_scratch else trainer.stage2_epochs
+    budget = (
+        f"Tuning budget: {tuning.trials} {tuning.algorithm} trials x {per_trial} epochs "
+        f"({trainer.stage1_epochs} + {stage2}) = at most {tuning.trials * per_trial} training epochs before the "
+        f"Trainer's own {per_trial}"
+    )
+    if tuning.max_minutes:
+        budget += f"; no new trial starts after {tuning.max_minutes:g} minutes"
+    searched = ", ".join(f"{name} {value}" for name, value in tuning.searched(trainer).items())
+    return f"{budget}. Searching {searched}; each trial is scored on validation."
+
+
 def check_run(config: PipelineConfig) -> None:
-    """Every TensorFlow-free check of ``image-pipeline run`` and ``demo``-like commands."""
+    """Every TensorFlow-free check of ``image-pipeline run`` and ``demo``-like commands; logs the tuning budget."""
     check_data_root(config)
     check_weights_file(config)
+    budget = tuning_budget(config)
+    if budget:
+        logging.info("%s", budget)
 
 
 def check_metadata(metadata_path: str, pipeline_root: str, default_root: bool) -> None:

@@ -11,6 +11,7 @@ STATISTICS_GEN = "StatisticsGen"
 EXAMPLE_VALIDATOR = "ExampleValidator"
 TRANSFORM = "Transform"
 BASE_MODEL_IMPORTER = "base_model_importer"
+TUNER = "Tuner"  # only with tuning on: its best hyperparameters feed the Trainer
 TRAINER = "Trainer"
 SERVED_MODEL = "served_model"
 EVALUATOR = "Evaluator"  # the gate on this run's test split

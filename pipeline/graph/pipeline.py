@@ -1,4 +1,4 @@
-"""The TFX pipeline: ingest -> validate -> transform -> train -> gate -> push."""
+"""The TFX pipeline: ingest -> validate -> transform -> (tune ->) train -> gate -> push."""
 
 from __future__ import annotations
 
@@ -32,14 +32,17 @@ from components.example_gen import component as image_example_gen
 from components.gate_evaluator.component import GateEvaluator
 from components.ingest import image_files, splits
 from components.modules.settings import TrainerSettings, TransformSettings
+from components.modules.tuning_settings import TunerConfig
 from components.pusher import component as atomic_pusher
 from components.served_model import component as served_model
+from components.tuner.component import BEST_HYPERPARAMETERS_KEY, TrialsTuner
 from pipeline.config.pipeline_config import PipelineConfig
 from pipeline.graph import node_ids
 
 MODULES_DIR = os.path.dirname(components.modules.__file__)
 TRANSFORM_MODULE_FILE = os.path.join(MODULES_DIR, "transform.py")
 TRAINER_MODULE_FILE = os.path.join(MODULES_DIR, "trainer.py")
+TUNER_MODULE_FILE = os.path.join(MODULES_DIR, "tuner.py")
 DEFAULT_SCHEMA_FILE = os.path.join(os.path.dirname(schemas.__file__), "schema.pbtxt")
 
 
@@ -57,11 +60,16 @@ def _trainer(
     transform: Transform,
     schema: Channel,
     base_model: Channel | None = None,
+    hyperparameters: Channel | None = None,
 ) -> Trainer:
-    """A Trainer reading ``train`` (fit) and ``validation`` (early stopping, stage choice), never ``test``."""
+    """A Trainer reading ``train`` (fit) and ``validation`` (early stopping, stage choice), never ``test``.
+
+    With ``hyperparameters`` (the Tuner's best), ``run_fn`` applies them onto ``settings``.
+    """
     return Trainer(
         **_user_code(config.user_code, TRAINER_MODULE_FILE, "run_fn"),
         base_model=base_model,
+        hyperparameters=hyperparameters,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema,
@@ -69,6 +77,20 @@ def _trainer(
         eval_args=trainer_pb2.EvalArgs(splits=[splits.VALIDATION]),
         custom_config=settings.model_dump(mode="json"),
     )
+
+
+def _tuner(config: PipelineConfig, transform: Transform, schema: Channel, base_model: Channel | None) -> TrialsTuner:
+    """The Tuner: trials of the Trainer's two stages on ``train``, each scored on ``validation``, never ``test``."""
+    return TrialsTuner(
+        **_user_code(config.user_code, TUNER_MODULE_FILE, "tuner_fn"),
+        base_model=base_model,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema,
+        train_args=trainer_pb2.TrainArgs(splits=[splits.TRAIN]),
+        eval_args=trainer_pb2.EvalArgs(splits=[splits.VALIDATION]),
+        custom_config=TunerConfig(trainer=config.trainer, tuning=config.tuning).model_dump(mode="json"),
+    ).with_id(node_ids.TUNER)
 
 
 def _evaluator(
@@ -101,6 +123,9 @@ def create_pipeline(
     ``compare_from_scratch``, a second Trainer trains the same model from random
     weights and a second Evaluator compares the two on ``test``: its blessing says
     whether transfer beat training from scratch (recorded in MLMD, not a flag).
+    With ``tuning`` on, a Tuner runs trials of the Trainer's two stages on ``train``
+    and ``validation`` first, and the Trainer trains with its best hyperparameters
+    (the from-scratch comparison keeps the configured ones).
 
     Args:
       config: The validated pipeline configuration.
@@ -148,8 +173,15 @@ def create_pipeline(
         base_model = Importer(source_uri=config.base_model, artifact_type=standard_artifacts.Model).with_id(
             node_ids.BASE_MODEL_IMPORTER
         )
+    base_model_channel = base_model.outputs["result"] if base_model else None
+    tuner = _tuner(config, transform, schema, base_model_channel) if config.tuning.enabled else None
     trainer = _trainer(
-        config, config.trainer, transform, schema, base_model.outputs["result"] if base_model else None
+        config,
+        config.trainer,
+        transform,
+        schema,
+        base_model_channel,
+        tuner.outputs[BEST_HYPERPARAMETERS_KEY] if tuner else None,
     ).with_id(node_ids.TRAINER)
     # The baseline is what clients get now: read from the serving directory on every run.
     served = served_model.create_served_model(config.model_push_dir).with_id(node_ids.SERVED_MODEL)
@@ -210,6 +242,7 @@ def create_pipeline(
             example_validator,
             transform,
             *([base_model] if base_model else []),
+            *([tuner] if tuner else []),
             trainer,
             served,
             evaluator,

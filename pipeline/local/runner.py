@@ -13,6 +13,7 @@ from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.proto import example_gen_pb2
 
+from components import beam_args
 from components.example_gen import component as image_example_gen
 from components.ingest import image_files, splits
 from components.ingest import plan as ingest_plan
@@ -34,7 +35,8 @@ MIN_FILES_PER_CLASS = 10
 def preflight(config: PipelineConfig) -> splits.Assignment:
     """Fails fast, before any Beam or training work, on anything knowable now.
 
-    Checks the data root (and shows how its files will split), the weights (a
+    Checks the Beam flags (workers that can run the Beam steps of a local run), the
+    data root (and shows how its files will split), the weights (a
     weights file is loaded into the configured architecture, so a file made for
     another backbone or ``backbone_alpha`` fails here; a ``hub:``/``savedmodel:``
     backbone is resolved, loaded and must return a feature vector for one
@@ -51,12 +53,15 @@ def preflight(config: PipelineConfig) -> splits.Assignment:
       saved_model_backbone.SavedModelBackboneError, hub_cache.HubError: If a
         SavedModel backbone cannot be found, downloaded or used.
       OSError: If the pipeline root or the serving directory cannot be written.
+      ValueError: If the pipeline root is a URI, or the Beam flags name Dataflow or
+        workers without this project (``beam_args.WorkerCodeError``).
     """
     if "://" in config.pipeline_root:
         raise ValueError(
             f"pipeline_root {config.pipeline_root!r} is a URI: local runs keep MLMD in SQLite there, so it must be "
             "a local folder (use Kubeflow for gs:// or s3:// pipeline roots)."
         )
+    _check_beam_workers(config)
     root, files = _list_data(config)
     counts = image_files.class_file_counts(root, files)
     for warning in image_files.check_classes(root, counts, MIN_FILES_PER_CLASS):
@@ -81,6 +86,24 @@ def preflight(config: PipelineConfig) -> splits.Assignment:
         )
     _check_weights(config)
     return assignment
+
+
+def _check_beam_workers(config: PipelineConfig) -> None:
+    """Raises ValueError where the Beam workers could not run this local run's Beam steps.
+
+    Dataflow's workers run on Google Cloud: they cannot read or write the local pipeline
+    root that a local run keeps (MLMD is in SQLite there), so the steps would write their
+    outputs onto the workers' disks. Any other runner's workers must run this project
+    (``components/beam_args.py``, :class:`beam_args.WorkerCodeError`).
+    """
+    if beam_args.runner_name(config.beam_args) == beam_args.DATAFLOW_RUNNER:
+        raise ValueError(
+            f"beam_args name {beam_args.DATAFLOW_RUNNER}: its workers cannot read or write this machine's "
+            f"pipeline_root {config.pipeline_root!r} (a local run keeps MLMD there, so it must be a local folder). "
+            "Run the pipeline with Dataflow from Kubeflow or Vertex AI Pipelines (image-pipeline compile, gs:// "
+            "data_root and pipeline_root; README, Scaling)."
+        )
+    beam_args.beam_pipeline_args(config.beam_args)
 
 
 def _list_data(config: PipelineConfig) -> tuple[str, list[image_files.FoundFile]]:
@@ -191,12 +214,36 @@ def _weights_hint(message: str, settings: TrainerSettings, path: str) -> str:
     )
 
 
+# The config's paths that reach Beam workers: each image's path (data_root) and every artifact URI
+# (pipeline_root; the served baseline is copied there). The serving directory is the launcher's.
+_WORKER_PATHS = ("data_root", "pipeline_root")
+
+
+def with_absolute_paths(config: PipelineConfig) -> PipelineConfig:
+    """The config with its local paths that Beam workers see made absolute (URIs as they are).
+
+    TFX joins artifact URIs onto the pipeline root as given (``os.path.join(node_dir,
+    key, str(execution_id))`` under ``<pipeline_root>/<node>``,
+    tfx/orchestration/portable/outputs_utils.py, ``generate_output_artifacts``) and the
+    ExampleGen hands the workers each image's path under the data root: relative, they
+    resolve against each worker's working folder, not the launcher's. In-process that
+    is the same folder; on the portable runner (tests/pipeline/local/test_portable_runner.py,
+    the workers started in a folder of their own) every image was rejected as "cannot
+    be read" and the examples were written into the workers' folder.
+    """
+    values = {name: getattr(config, name) for name in _WORKER_PATHS}
+    local = {name: os.path.abspath(value) for name, value in values.items() if value and "://" not in value}
+    return config.model_copy(update=local)
+
+
 def run(config: PipelineConfig, wait_seconds: float = 0.0, steps: Callable[[int], None] | None = None) -> RunReport:
     """Runs the whole pipeline with SQLite MLMD under the pipeline root.
 
     Holds the pipeline root's run lock for the whole run (see ``run_lock``);
     ``wait_seconds`` is how long to wait for another run to finish (-1: no limit);
-    ``steps`` is told how many steps the pipeline has before they run.
+    ``steps`` is told how many steps the pipeline has before they run. Local paths
+    are made absolute first (:func:`with_absolute_paths`), so a Beam worker in another
+    folder reads and writes the same files.
 
     Returns:
       What the run did, read back from MLMD.
@@ -204,6 +251,7 @@ def run(config: PipelineConfig, wait_seconds: float = 0.0, steps: Callable[[int]
     Raises:
       run_lock.PipelineRootBusyError: If another run holds the pipeline root.
     """
+    config = with_absolute_paths(config)
     os.makedirs(config.pipeline_root, exist_ok=True)
     with run_lock.pipeline_root_lock(config.pipeline_root, wait_seconds):
         connection = metadata.sqlite_metadata_connection_config(config.metadata_path)

@@ -211,6 +211,27 @@ def _test_predictions(report: RunReport) -> dict[str, Any] | None:
     }
 
 
+def _tuning(report: RunReport) -> dict[str, Any] | None:
+    """The Tuner's trials for the card: the searched names (the table's columns), the best trial, the stop."""
+    tuning = report.tuning
+    if tuning is None:
+        return None
+    names = list(dict.fromkeys(name for trial in tuning.trials for name in trial.hyperparameters))
+    stops = {
+        "trials": f"the trial budget ({tuning.trial_budget})",
+        "time": f"the time budget ({tuning.max_minutes:g} min)" if tuning.max_minutes else "the time budget",
+        "search": "the search itself (no new point to try)",
+    }
+    best = tuning.best
+    return {
+        "result": tuning,
+        "names": names,
+        "best_id": best.trial_id if best else "",
+        "stopped_by": stops[tuning.stopped_by],
+        "hyperband": any(trial.epochs is not None for trial in tuning.trials),
+    }
+
+
 def _status(report: RunReport) -> tuple[str, str]:
     """(css class, headline) of the run's outcome."""
     unfinished = [name for name, state in report.component_states.items() if state in ("failed", "running")]
@@ -293,6 +314,7 @@ def _context(report: RunReport, config_dict: dict[str, Any] | None) -> dict[str,
         "longest_step": longest_step,
         "test_matrix": test_confusion_matrix(report),
         "test_predictions": _test_predictions(report),
+        "tuning": _tuning(report),
     }
 
 

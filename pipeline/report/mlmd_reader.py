@@ -1,7 +1,8 @@
 """A pipeline run read back from a SQLite MLMD database into a :class:`RunReport`.
 
 Which run, each execution's state and seconds, and each step's outputs through
-their writers' typed readers: the ingest summary, the training summary, the
+their writers' typed readers: the ingest summary, the Tuner's trials and what the
+Trainer took from them, the training summary, the
 gates' TFMA results and bounds, the push outcome and the served baseline, and the
 BulkInferrer's test predictions.
 """
@@ -21,9 +22,10 @@ from components.evaluation import metrics as evaluation
 from components.evaluation.eval_config import GateBounds
 from components.gate_evaluator import executor as gate_evaluator
 from components.ingest import summary as ingest_summary
-from components.modules import reports
+from components.modules import reports, tuning_settings
 from components.pusher import component as atomic_pusher
 from components.served_model import component as served_model
+from components.tuner import trials as tuner_trials
 from pipeline.graph import node_ids
 from pipeline.report.run_report import RunReport, StepTiming
 
@@ -202,9 +204,12 @@ def _add_outputs(report: RunReport, outputs: dict[str, dict[str, metadata_store_
             report.ingest_report_dir = ingest_summary.report_dir(artifacts["Examples"].uri)
         if "ExampleAnomalies" in artifacts:
             report.anomalies = _anomalies(artifacts["ExampleAnomalies"].uri)
+        if node == node_ids.TUNER and "TunerResults" in artifacts:
+            report.tuning = tuner_trials.read(artifacts["TunerResults"].uri)
         if node == node_ids.TRAINER and "ModelRun" in artifacts:
             report.training_dir = artifacts["ModelRun"].uri
             report.training = reports.read_summary(report.training_dir)
+            report.tuned = tuning_settings.read_tuned(report.training_dir)
             if tf.io.gfile.isdir(report.training_dir):
                 report.training_files = sorted(name.rstrip("/") for name in tf.io.gfile.listdir(report.training_dir))
         if node == node_ids.TRANSFER_VS_SCRATCH_EVALUATOR and "ModelEvaluation" in artifacts:

@@ -11,7 +11,9 @@ from components.evaluation.eval_config import GateBounds
 from components.evaluation.metrics import GateResult, with_interval
 from components.ingest import summary as ingest_summary
 from components.modules.settings import TrainingSummary
+from components.modules.tuning_settings import TunedSettings
 from components.pusher import component as atomic_pusher
+from components.tuner.trials import TuningResult
 
 # Evaluators whose verdict is not the gate's (their eval_config has no gate bounds to read).
 
@@ -42,6 +44,9 @@ class RunReport:
     ingest: ingest_summary.IngestSummary | None = None
     ingest_report_dir: str = ""
     anomalies: list[str] = dataclasses.field(default_factory=list)
+    # The Tuner's trials (tuning on), and what the Trainer took from the best one.
+    tuning: TuningResult | None = None
+    tuned: TunedSettings | None = None
     training: TrainingSummary | None = None
     training_dir: str = ""
     training_files: list[str] = dataclasses.field(default_factory=list)
@@ -93,12 +98,15 @@ class RunReport:
         lines += self._ingest_lines()
         if self.anomalies:
             lines.append(f"  data anomalies: {'; '.join(self.anomalies)}")
+        lines += self._tuning_lines()
         if self.training:
             lines.append(
                 f"  validation accuracy: head-only {self.training.head_only_validation_accuracy:.3f}, "
                 f"fine-tuned {_fmt(self.training.fine_tuned_validation_accuracy)}, kept stage {self.training.kept_stage}"
                 f" (curves and TensorBoard logs: {self.training_dir})"
             )
+            if self.training.stage2_auto is not None:
+                lines.append(f"  stage 2 (auto): {self.training.stage2_auto.reason()}")
         lines += self._gate_lines()
         lines += self._step_lines()
         if self.log_path:
@@ -118,6 +126,23 @@ class RunReport:
             f"  (first start to last end {self.elapsed_seconds:.1f} s)"
         )
         return lines
+
+    def _tuning_lines(self) -> list[str]:
+        tuning = self.tuning
+        if tuning is None:
+            return []
+        best = tuning.best
+        if best is None:
+            return [f"  tuning: none of {len(tuning.trials)} {tuning.algorithm} trials completed"]
+        took = self.tuned.settings if self.tuned else best.hyperparameters
+        values = ", ".join(f"{key} {_value(value)}" for key, value in took.items())
+        return [
+            f"  tuning: {len(tuning.completed)} of {len(tuning.trials)} {tuning.algorithm} trials in "
+            f"{tuning.seconds:.0f} s (budget {tuning.trial_budget}"
+            + (f" or {tuning.max_minutes:g} min" if tuning.max_minutes else "")
+            + f"), best validation accuracy {best.score:.3f} (trial {best.trial_id}); the Trainer trained with "
+            + (values or "the configured settings")
+        ]
 
     def _ingest_lines(self) -> list[str]:
         if not self.ingest:
@@ -203,6 +228,11 @@ def _majority_text(gate: GateResult) -> str:
         return ""
     verdict = "above" if check.passed else "NOT surely above"
     return f" {verdict} the majority-class rate {check.majority_rate:.3f}"
+
+
+def _value(value: object) -> str:
+    """A tuned value as the summary shows it: 3 significant digits for numbers."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _fmt(value: float | None) -> str:

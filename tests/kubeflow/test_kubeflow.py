@@ -141,6 +141,35 @@ def test_only_the_trainer_gets_a_gpu(compiled: dict) -> None:
     assert {(r.get("cpuLimit"), r.get("memoryLimit")) for r in others} == {(2.0, 8.0)}
 
 
+def test_with_tuning_on_the_tuner_gets_the_trainers_gpu(tmp_path: object) -> None:
+    config = load_config(CONFIG, {"tuning.trials": 4, "tuning.algorithm": "hyperband"})
+    kubeflow = runner.KubeflowConfig(
+        image=IMAGE, output=f"{tmp_path}/pipeline.yaml", trainer_gpu_count=2, trainer_cpu=6.0, trainer_memory_gib=24.0
+    )
+    with open(runner.compile_pipeline(config, kubeflow)) as handle:
+        spec = yaml.safe_load(handle)
+    executors = spec["deploymentSpec"]["executors"]
+    resources = {label.removesuffix("_executor"): e["container"]["resources"] for label, e in executors.items()}
+    assert {name for name, limits in resources.items() if "accelerator" in limits} == {"Tuner", "Trainer"}
+    assert resources["Tuner"] == resources["Trainer"]
+    assert resources["Tuner"] == {
+        "accelerator": {"type": "nvidia.com/gpu", "count": "2"},
+        "cpuLimit": 6.0,
+        "memoryLimit": 24.0,
+    }
+    # The trials run the installed user module, on train and validation; the Trainer takes their best values.
+    assert _parameter(spec, "Tuner", "tuner_fn") == "components.modules.tuner.tuner_fn"
+    assert json.loads(_parameter(spec, "Tuner", "train_args")) == {"splits": ["train"]}
+    assert json.loads(_parameter(spec, "Tuner", "eval_args")) == {"splits": ["validation"]}
+    assert json.loads(_parameter(spec, "Tuner", "custom_config"))["tuning"]["trials"] == 4
+    trainer_inputs = spec["root"]["dag"]["tasks"]["Trainer"]["inputs"]["artifacts"]["hyperparameters"]
+    assert trainer_inputs["taskOutputArtifact"] == {
+        "producerTask": "Tuner",
+        "outputArtifactKey": "best_hyperparameters",
+    }
+    assert backend_rules.open_source_errors(spec) == []
+
+
 def _steps_without_limits(executors: dict) -> list[str]:
     return [
         name

@@ -202,7 +202,9 @@ def test_blocks_follow_the_architecture() -> None:
 def test_fine_tune_plans() -> None:
     backbone = _backbone(_classifier())
     count = len(backbone.layers)
-    settings = TrainerSettings(stage2_epochs=5, fine_tune_layers=10, fine_tune_fraction=0.25, epochs_per_block=2)
+    settings = TrainerSettings(
+        fine_tune_schedule="top_n", stage2_epochs=5, fine_tune_layers=10, fine_tune_fraction=0.25, epochs_per_block=2
+    )
     assert model_lib.fine_tune_plan(backbone, settings) == [(count - 10, 5)]
     fraction = settings.model_copy(update={"fine_tune_schedule": "fraction"})
     assert model_lib.fine_tune_plan(backbone, fraction) == [(count - round(0.25 * count), 5)]

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from components.modules import model as model_lib
-from components.modules import saved_model_backbone, train_loop, trainer
+from components.modules import saved_model_backbone, train_loop, training_setup
 from components.modules.settings import InputRange, PlanStep, TrainerSettings
 from tests import saved_models
 
@@ -166,7 +166,7 @@ def test_pixels_are_mapped_to_the_range_the_model_expects(
 
 
 def test_mixed_precision_keeps_the_saved_model_in_float32(exported: dict[str, str], tmp_path: object) -> None:
-    with trainer._precision(True):
+    with training_setup.precision(True):
         settings = _settings(exported["keras"], stage2_epochs=1)
         classifier = _classifier(settings)
         result = train_loop.train_two_stages(classifier, _data(), _data(), settings, str(tmp_path))

@@ -13,7 +13,7 @@ import tensorflow as tf
 from tensorflow_transform.tf_metadata import schema_utils
 from tfx_bsl.public import tfxio
 
-from components.modules import features, train_data, train_loop, trainer
+from components.modules import features, train_data, train_loop, training_setup
 from components.modules import model as model_lib
 from components.modules.settings import TrainerSettings
 
@@ -28,6 +28,7 @@ def _config(**overrides: object) -> TrainerSettings:
         "stage2_epochs": 1,
         "stage1_learning_rate": 1e-3,
         "stage2_learning_rate": 1e-5,
+        "fine_tune_schedule": "top_n",
         "fine_tune_layers": 8,
         "augmentation": {"flip": "horizontal", "rotation": 0.1, "zoom": 0.1},
         "seed": 0,
@@ -147,7 +148,7 @@ def test_early_stopping_ends_a_stalled_stage(tmp_path: object) -> None:
 
 
 def test_mixed_precision_xla_and_mirrored_strategy_run_on_cpu(tmp_path: object) -> None:
-    with trainer._precision(True), trainer._strategy("mirrored").scope():
+    with training_setup.precision(True), training_setup.strategy("mirrored").scope():
         classifier = _classifier()
         config = _config(stage2_epochs=1, xla=True)
         summary = train_loop.train_two_stages(classifier, _data(), _data(), config, str(tmp_path))
@@ -168,12 +169,12 @@ def test_base_model_weights_come_from_the_earlier_run(tmp_path: object) -> None:
     saved = model_lib.save_backbone_weights(classifier, str(model_dir))
     assert saved == model_lib.backbone_weights_path(str(model_dir))
     base = _config(weights="base_model")
-    local = trainer._backbone_weights(base, str(model_dir / "Format-Serving"))
+    local = training_setup.backbone_weights(base, str(model_dir / "Format-Serving"))
     loaded = model_lib.build_backbone("MobileNetV2", SIZE, local, alpha=0.35)
     assert all(np.array_equal(np.array(a), np.array(b)) for a, b in zip(backbone.weights, loaded.weights, strict=True))
     with pytest.raises(model_lib.WeightsError, match="has no backbone.weights.h5"):
-        trainer._backbone_weights(base, str(tmp_path / "Format-Serving"))
-    assert trainer._backbone_weights(_config(weights="imagenet"), None) == "imagenet"
+        training_setup.backbone_weights(base, str(tmp_path / "Format-Serving"))
+    assert training_setup.backbone_weights(_config(weights="imagenet"), None) == "imagenet"
 
 
 def _transformed_split(folder: str, count: int) -> tuple[SimpleNamespace, SimpleNamespace, list[str]]:

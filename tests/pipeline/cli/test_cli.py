@@ -65,6 +65,24 @@ def test_config_show_prints_the_effective_config(tmp_path: object) -> None:
     assert result.exit_code == 1 and "Xception needs image_size >= 71" in result.output
 
 
+def test_tuning_flags_turn_tuning_on_and_shape_its_search_space() -> None:
+    shown = yaml.safe_load(_run("config", "show", "--data-root", "/d").output)
+    assert shown["tuning"]["trials"] == 0  # off without a tuning: section or flag
+    result = _run(
+        "config", "show", "--data-root", "/d", "--tuning-algorithm", "random", "--tune-dropout", "0.1..0.3",
+        "--tune-augmentation-strength", "none", "--tune-stage1-lr", "1e-4..1e-3 log",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    tuning = yaml.safe_load(result.output)["tuning"]
+    assert (tuning["trials"], tuning["algorithm"]) == (8, "random")
+    assert tuning["search_space"]["dropout"] == "0.1..0.3" and tuning["search_space"]["augmentation_strength"] is None
+    assert tuning["search_space"]["stage1_learning_rate"] == "0.0001..0.001 log"
+    result = _run("config", "show", "--data-root", "/d", "--tuning-algorithm", "grid")
+    assert result.exit_code == 2 and "'grid' is not one of 'random', 'bayesian', 'hyperband'" in result.output
+    result = _run("config", "show", "--data-root", "/d", "--tune-dropout", "0.4..0.2")
+    assert result.exit_code == 1 and "tuning.search_space.dropout: min must be below max" in result.output
+
+
 def test_run_fails_fast_on_a_data_root_without_images(tmp_path: object) -> None:
     data = os.path.join(str(tmp_path), "data")
     os.makedirs(os.path.join(data, "empty_class"))

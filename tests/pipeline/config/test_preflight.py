@@ -11,6 +11,7 @@ import pytest
 from components.example_gen import component as image_example_gen
 from components.ingest import image_files, splits
 from components.ingest import summary as ingest_summary
+from pipeline.config import preflight as early_checks
 from pipeline.config.pipeline_config import build_config
 from pipeline.local import runner as local_runner
 from tests.helpers import encode, solid, write
@@ -59,3 +60,20 @@ def test_the_preflight_counts_are_the_ingests(tmp_path: object, caplog: pytest.L
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert "Data: squares/extra/ holds 1 files: they are ingested as class 'squares'" in " ".join(warnings)
     assert summary.nested_folders == {"squares/extra": 1}
+
+
+def test_the_tuning_budget_is_stated_before_anything_runs(tmp_path: object, caplog: pytest.LogCaptureFixture) -> None:
+    _data(str(tmp_path))
+    trainer = {"weights": "none", "stage1_epochs": 3, "stage2_epochs": 4, "fine_tune_schedule": "top_n"}
+    config = build_config({"data_root": str(tmp_path), "trainer": trainer, "tuning": {"trials": 5, "max_minutes": 90}})
+    with caplog.at_level(logging.INFO):
+        early_checks.check_run(config)
+    budget = early_checks.tuning_budget(config)
+    assert budget in caplog.text
+    # weights none: no stage 2, so a trial is stage 1's 3 epochs and stage 2's ranges are not searched.
+    assert budget.startswith("Tuning budget: 5 bayesian trials x 3 epochs (3 + 0) = at most 15 training epochs")
+    assert "no new trial starts after 90 minutes" in budget
+    assert "stage2_learning_rate" not in budget and "dropout 0.0..0.5" in budget
+    pretrained = build_config({"data_root": str(tmp_path), "trainer": {**trainer, "weights": "imagenet"}, "tuning": {}})
+    assert "8 bayesian trials x 7 epochs (3 + 4) = at most 56 training epochs" in early_checks.tuning_budget(pretrained)
+    assert early_checks.tuning_budget(build_config({"data_root": str(tmp_path)})) == ""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
+from components.modules.settings import TrainerSettings
+from components.modules.tuning_settings import TunerConfig
 from pipeline.config.pipeline_config import build_config
 from pipeline.graph import node_ids, pipeline
 
@@ -78,6 +81,43 @@ def test_from_scratch_comparison_is_its_own_trainer_and_evaluator() -> None:
         "served_test_evaluator",
     }
     assert node_ids.FROM_SCRATCH_TRAINER not in _components()
+
+
+def test_without_tuning_there_is_no_tuner_and_the_trainer_takes_no_hyperparameters() -> None:
+    components = _components()
+    assert node_ids.TUNER not in components
+    assert "hyperparameters" not in components["Trainer"].inputs
+
+
+def test_tuning_adds_a_tuner_on_train_and_validation_whose_best_values_feed_the_trainer() -> None:
+    components = _components(
+        compare_from_scratch=True,
+        trainer={"weights": "imagenet"},
+        tuning={"trials": 4, "algorithm": "random", "search_space": {"dropout": "0.1..0.3"}},
+    )
+    upstream = _upstream(components)
+    tuner, trainer = components[node_ids.TUNER], components["Trainer"]
+    assert upstream[node_ids.TUNER] == {"Transform", "ImportSchemaGen"}
+    assert upstream["Trainer"] == {"Transform", "ImportSchemaGen", node_ids.TUNER}
+    assert trainer.inputs["hyperparameters"] is tuner.outputs["best_hyperparameters"]
+    assert "hyperparameters" not in components[node_ids.FROM_SCRATCH_TRAINER].inputs  # the comparison is untuned
+    assert json.loads(tuner.exec_properties["train_args"])["splits"] == ["train"]
+    assert json.loads(tuner.exec_properties["eval_args"])["splits"] == ["validation"]
+    config = TunerConfig.model_validate(json.loads(tuner.exec_properties["custom_config"]))
+    assert (config.tuning.trials, config.tuning.algorithm, str(config.tuning.search_space.dropout)) == (
+        4,
+        "random",
+        "0.1..0.3",
+    )
+    assert config.trainer == TrainerSettings.model_validate(json.loads(trainer.exec_properties["custom_config"]))
+    assert tuner.exec_properties["module_file"].endswith(os.path.join("components", "modules", "tuner.py"))
+    installed = _components(user_code="installed", tuning={"trials": 2})[node_ids.TUNER]
+    assert installed.exec_properties["tuner_fn"] == "components.modules.tuner.tuner_fn"
+
+
+def test_the_tuner_takes_the_base_model_the_trainer_transfers() -> None:
+    components = _components(trainer={"weights": "base_model"}, base_model="/runs/Trainer/model/3", tuning={})
+    assert node_ids.BASE_MODEL_IMPORTER in _upstream(components)[node_ids.TUNER]
 
 
 def test_bulk_inferrer_predicts_test_with_the_examples_signature_blessed_or_not() -> None:

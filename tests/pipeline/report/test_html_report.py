@@ -7,6 +7,7 @@ import html.parser
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -24,6 +25,8 @@ from components.evaluation.metrics import GateResult
 from components.ingest.summary import IngestSummary
 from components.modules import reports
 from components.modules.settings import StageHistory, TrainerSettings, TrainingSummary
+from components.modules.tuning_settings import TunedSettings
+from components.tuner.trials import TrialRecord, TuningResult
 from pipeline.cli import main as cli
 from pipeline.config.pipeline_config import PipelineConfig
 from pipeline.local import runner as local_runner
@@ -246,6 +249,52 @@ def test_model_card_names_a_saved_model_backbone_and_what_stage2_trained(tmp_pat
     assert ids["backbone"]["text"] == f"{backbone} (pixels 0..1)"
     assert ids["weights"]["text"] == "as published in the SavedModel"
     assert "the whole SavedModel, BatchNorm statistics fixed" in ids["fine-tuned-accuracy"]["text"]
+
+
+TUNING = TuningResult(
+    algorithm="hyperband",
+    trial_budget=3,
+    max_minutes=30.0,
+    epochs_per_trial=4,
+    seconds=95.0,
+    stopped_by="trials",
+    trials=[
+        TrialRecord(trial_id="0", status="COMPLETED", score=0.6, hyperparameters={"dropout": 0.1}, epochs=2),
+        TrialRecord(
+            trial_id="1",
+            status="COMPLETED",
+            score=0.8,
+            hyperparameters={"dropout": 0.3, "stage1_learning_rate": 0.00123},
+            epochs=4,
+            head_only_validation_accuracy=0.7,
+            fine_tuned_validation_accuracy=0.8,
+            kept_stage=2,
+            seconds=40.5,
+        ),
+        TrialRecord(trial_id="2", status="FAILED", hyperparameters={"dropout": 0.2}, error="ValueError: out of memory"),
+    ],
+)
+
+
+def test_model_card_lists_the_tuning_trials_and_what_the_trainer_took(tmp_path: object) -> None:
+    report = _full_report(os.path.join(str(tmp_path), "model_run"))
+    report.tuning = TUNING
+    report.tuned = TunedSettings(hyperparameters={"dropout": 0.3}, settings={"dropout": 0.3})
+    page = html_report.render(report, None)
+    ids = _elements(page).by_id
+    assert (ids["tuning-trials"]["data-value"], ids["tuning-completed"]["data-value"]) == ("3", "2")
+    assert "stopped by the trial budget (3)" in page
+    rows = re.findall(r'<tr data-trial="(\d+)" data-score="([^"]*)"( class="total" data-best="true")?>', page)
+    assert rows == [("0", "0.6", ""), ("1", "0.8", ' class="total" data-best="true"'), ("2", "", "")]
+    assert "<th>dropout</th><th>stage1_learning_rate</th><th>epochs</th>" in page  # every searched name, in order
+    assert "<td>0.00123</td>" in page and "failed: ValueError: out of memory" in page
+    assert "tuned-settings" in ids and "values: <code>dropout</code> 0.3 (the rest as configured)" in page
+
+
+def test_without_tuning_the_card_has_no_tuning_section_and_a_failed_tuner_says_so() -> None:
+    assert 'id="tuning"' not in html_report.render(RunReport(run_id="r"), None)
+    failed = html_report.render(RunReport(run_id="r", component_states={"Tuner": "failed"}), None)
+    assert 'id="tuning"' in failed and "No tuning trials in this run (Tuner: failed)" in failed
 
 
 def test_a_failed_run_renders_what_it_has() -> None:
