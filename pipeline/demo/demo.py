@@ -58,10 +58,14 @@ def demo_config(workdir: str, weights: str) -> PipelineConfig:
                 "backbone_alpha": ALPHA,
                 "weights": weights,
                 "stage1_epochs": 6,
-                # Stage 2's depth and learning rate: fine_tune_schedule auto (the default) picks them on
-                # validation; for this source backbone from a neighbouring domain it unfreezes all of it
-                # at 3e-4 (BatchNorm stays frozen), what this config used to set by hand.
                 "stage2_epochs": 10,
+                # A source backbone from a neighbouring domain: fine-tune all of it (BatchNorm stays frozen).
+                # fine_tune_schedule auto (the default) picks the same depth and rate on validation and the
+                # same test accuracy, 0.974, but trains them for 5 of the 10 epochs: 58/60 held-out images
+                # against 59/60 (benchmarks/README.md, issue #26), so the demo keeps its hand-set schedule.
+                "stage2_learning_rate": 3e-4,
+                "fine_tune_schedule": "fraction",
+                "fine_tune_fraction": 1.0,
                 # Shapes keep their class when mirrored or turned.
                 "augmentation": {"flip": "both", "rotation": 0.5, "zoom": 0.1, "translation": 0.1},
             },
