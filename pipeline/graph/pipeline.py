@@ -54,6 +54,18 @@ def _user_code(user_code: str, module_file: str, function: str) -> dict[str, str
     return {function: f"components.{module.replace(os.sep, '.')}.{function}"}
 
 
+def _fit_inputs(transform: Transform, schema: Channel) -> dict[str, object]:
+    """What the Trainer and the Tuner read: the transformed ``train`` (fit) and ``validation`` (choices), never
+    ``test``."""
+    return {
+        "examples": transform.outputs["transformed_examples"],
+        "transform_graph": transform.outputs["transform_graph"],
+        "schema": schema,
+        "train_args": trainer_pb2.TrainArgs(splits=[splits.TRAIN]),
+        "eval_args": trainer_pb2.EvalArgs(splits=[splits.VALIDATION]),
+    }
+
+
 def _trainer(
     config: PipelineConfig,
     settings: TrainerSettings,
@@ -70,11 +82,7 @@ def _trainer(
         **_user_code(config.user_code, TRAINER_MODULE_FILE, "run_fn"),
         base_model=base_model,
         hyperparameters=hyperparameters,
-        examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=schema,
-        train_args=trainer_pb2.TrainArgs(splits=[splits.TRAIN]),
-        eval_args=trainer_pb2.EvalArgs(splits=[splits.VALIDATION]),
+        **_fit_inputs(transform, schema),
         custom_config=settings.model_dump(mode="json"),
     )
 
@@ -84,11 +92,7 @@ def _tuner(config: PipelineConfig, transform: Transform, schema: Channel, base_m
     return TrialsTuner(
         **_user_code(config.user_code, TUNER_MODULE_FILE, "tuner_fn"),
         base_model=base_model,
-        examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=schema,
-        train_args=trainer_pb2.TrainArgs(splits=[splits.TRAIN]),
-        eval_args=trainer_pb2.EvalArgs(splits=[splits.VALIDATION]),
+        **_fit_inputs(transform, schema),
         custom_config=TunerConfig(trainer=config.trainer, tuning=config.tuning).model_dump(mode="json"),
     ).with_id(node_ids.TUNER)
 
