@@ -366,7 +366,7 @@ def _one_seed(args: argparse.Namespace, seed: int, variants: dict[str, dict], da
     root, work, trainval, test, percents = data
     shared = {
         "backbone": demo.BACKBONE,
-        "weights": os.path.abspath(args.weights),
+        "weights": args.weights if args.weights in ("none", "imagenet") else os.path.abspath(args.weights),
         "alpha": args.alpha,
         "image_size": args.image_size,
         "batch_size": args.batch_size,

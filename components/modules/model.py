@@ -360,11 +360,66 @@ def unfreeze_from(model: keras.Model, first_index: int) -> list[str]:
     return [layer.name for layer in backbone.layers if layer.trainable and layer.weights]
 
 
-def compile_model(model: keras.Model, learning_rate: float, jit_compile: bool = False) -> None:
-    """Adam + sparse categorical cross-entropy, accuracy as metric; optional XLA."""
+class ConfusionAccuracy(keras.metrics.Metric):
+    """Accuracy, as ``SparseCategoricalAccuracy`` computes it, that also keeps the pass's confusion matrix.
+
+    The matrix (rows: true classes, columns: predictions) sums every batch of one pass
+    (Keras resets metrics before each epoch and each validation pass); the accuracy is
+    its trace over its sum. Compiled as the ``accuracy`` metric, the validation pass
+    Keras runs after each epoch leaves the matrix of the model as it was then, so the
+    Trainer needs no pass of its own (``train_loop.fit_stage``).
+    """
+
+    def __init__(self, num_classes: int, name: str = "accuracy", **kwargs: object) -> None:
+        super().__init__(name=name, **kwargs)
+        self.num_classes = num_classes
+        self.matrix = self.add_variable(
+            shape=(num_classes, num_classes), initializer="zeros", dtype="float32", name="matrix"
+        )
+
+    def update_state(self, y_true: tf.Tensor, y_pred: tf.Tensor, sample_weight: tf.Tensor | None = None) -> None:  # noqa: D102
+        labels = tf.reshape(tf.cast(y_true, tf.int32), [-1])
+        predicted = tf.reshape(tf.argmax(y_pred, axis=-1, output_type=tf.int32), [-1])
+        # One-hot rows times one-hot columns: XLA compiles it (bincount's output shape is data-dependent), and
+        # it has none of tf.math.confusion_matrix's per-step range assertions.
+        truth = tf.one_hot(labels, self.num_classes, dtype=self.matrix.dtype)
+        guess = tf.one_hot(predicted, self.num_classes, dtype=self.matrix.dtype)
+        self.matrix.assign_add(tf.matmul(truth, guess, transpose_a=True))
+
+    def result(self) -> tf.Tensor:  # noqa: D102
+        return tf.linalg.trace(self.matrix) / tf.maximum(tf.reduce_sum(self.matrix), 1.0)
+
+    def reset_state(self) -> None:  # noqa: D102
+        self.matrix.assign(tf.zeros_like(self.matrix))
+
+    def get_config(self) -> dict:  # noqa: D102
+        return {**super().get_config(), "num_classes": self.num_classes}
+
+
+def confusion_accuracy(model: keras.Model) -> ConfusionAccuracy | None:
+    """The model's compiled :class:`ConfusionAccuracy`, if it has one."""
+    pending = list(model.metrics)
+    while pending:
+        metric = pending.pop()
+        if isinstance(metric, ConfusionAccuracy):
+            return metric
+        pending.extend(getattr(metric, "metrics", []) if metric is not model else [])
+    return None
+
+
+def compile_model(
+    model: keras.Model,
+    learning_rate: float,
+    jit_compile: bool = False,
+    optimizer: keras.optimizers.Optimizer | None = None,
+) -> None:
+    """Adam (or ``optimizer``) + sparse categorical cross-entropy, :class:`ConfusionAccuracy` as metric; optional XLA.
+
+    The metric keeps each validation pass's confusion matrix, which ``train_loop.fit_stage`` reads.
+    """
     model.compile(
         jit_compile=jit_compile,
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        optimizer=optimizer or keras.optimizers.Adam(learning_rate=learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        metrics=[ConfusionAccuracy(int(model.outputs[0].shape[-1]))],
     )

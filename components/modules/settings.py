@@ -374,7 +374,6 @@ class Phase:
     COUNT = "counting the splits"
     BUILD = "building the model"
     STAGE1 = "stage 1"
-    VALIDATION = "validation after each stage"
     STAGE2 = "stage 2"
     EXPORT = "export"
 

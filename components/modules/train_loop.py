@@ -28,6 +28,47 @@ STATUS_LOGGER = log_names.STATUS_LOGGER
 _file_log = logging.getLogger(f"{log_names.FILE_ONLY_PREFIX}.trainer")
 
 
+@dataclasses.dataclass
+class ValidationCheck:
+    """The classifier's weights on the validation split: accuracy and confusion matrix."""
+
+    accuracy: float
+    confusion_matrix: np.ndarray
+
+
+def kept_validation(matrix: np.ndarray) -> ValidationCheck:
+    """The validation check of a pass's confusion matrix: its trace over its sum is the accuracy."""
+    matrix = np.rint(matrix).astype(np.int64)
+    return ValidationCheck(accuracy=float(np.trace(matrix) / max(matrix.sum(), 1)), confusion_matrix=matrix)
+
+
+class EpochMatrices(keras.callbacks.Callback):
+    """Each epoch's validation confusion matrix, from the compiled :class:`model.ConfusionAccuracy`.
+
+    Keras runs the validation pass before ``on_epoch_end`` and resets the metrics only
+    when the next epoch begins, so the metric then holds that pass's matrix.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_epoch: dict[int, np.ndarray] = {}
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:  # noqa: D102
+        # Keras builds the compiled metrics in the first step, so the metric is looked up now.
+        metric = model_lib.confusion_accuracy(self.model)
+        if metric is None:
+            raise ValueError("fit_stage needs a model compiled with model.compile_model (model.ConfusionAccuracy).")
+        self.by_epoch[epoch] = np.array(metric.matrix.numpy())
+
+
+@dataclasses.dataclass
+class Fitted:
+    """One fit: its per-epoch history, and the validation of the weights the model kept."""
+
+    history: StageHistory
+    kept: ValidationCheck
+
+
 class EpochLog(keras.callbacks.Callback):
     """One log line per epoch (stage, train and validation accuracy, seconds) and a batch status line.
 
@@ -93,7 +134,7 @@ class EpochLog(keras.callbacks.Callback):
 
 
 def fit_stage(
-    classifier: keras.Model,
+    fitted: keras.Model,
     train: tf.data.Dataset,
     validation: tf.data.Dataset,
     epochs: tuple[int, int],
@@ -103,28 +144,38 @@ def fit_stage(
     stage: int = 1,
     last_epoch: int | None = None,
     steps_per_epoch: int | None = None,
-) -> StageHistory:
-    """Runs epochs ``[first, last)`` and returns the per-epoch history.
+) -> Fitted:
+    """Runs epochs ``[first, last)``; returns the per-epoch history and the kept epoch's validation.
 
     With ``patience`` > 0, stops after that many epochs without a better
     validation accuracy and restores the best epoch's weights. ``extra_callbacks``
     run after the Trainer's own (the training benchmark times epochs with one).
     ``stage`` and ``last_epoch`` (default: ``epochs[1]``) label the per-epoch log lines.
     ``steps_per_epoch`` (default: the whole of ``train``) shortens each epoch.
+
+    The validation of the weights the model keeps (the restored epoch's, else the
+    last epoch's) comes from the pass Keras ran after that epoch, on exactly those
+    weights: ``fitted`` compiled with ``model.ConfusionAccuracy`` keeps its matrix
+    (:class:`EpochMatrices`), so no pass of its own is needed.
+
+    Raises:
+      ValueError: If ``fitted`` was not compiled with ``model.ConfusionAccuracy`` (``model.compile_model``).
     """
     last_epoch = last_epoch or epochs[1]
+    matrices = EpochMatrices()
     callbacks: list[keras.callbacks.Callback] = [
+        matrices,
         keras.callbacks.TensorBoard(log_dir=log_dir),
         EpochLog(stage, last_epoch),
     ]
+    stopper = None
     if patience > 0:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True
-            )
+        stopper = keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True
         )
+        callbacks.append(stopper)
     callbacks.extend(extra_callbacks)
-    history = classifier.fit(
+    history = fitted.fit(
         train,
         validation_data=validation,
         initial_epoch=epochs[0],
@@ -136,15 +187,12 @@ def fit_stage(
         shuffle=False,
         verbose=0,
     )
-    return StageHistory(**{key: [float(value) for value in values] for key, values in history.history.items()})
-
-
-@dataclasses.dataclass
-class ValidationCheck:
-    """The classifier's current weights on the validation split: accuracy and confusion matrix."""
-
-    accuracy: float
-    confusion_matrix: np.ndarray
+    # EarlyStopping restores the weights of its best epoch (Keras 3 does so at the end of every fit).
+    kept = stopper.best_epoch if stopper is not None and stopper.best_weights is not None else max(matrices.by_epoch)
+    return Fitted(
+        history=StageHistory(**{key: [float(value) for value in values] for key, values in history.history.items()}),
+        kept=kept_validation(matrices.by_epoch[kept]),
+    )
 
 
 _PREDICTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -254,10 +302,9 @@ def train_two_stages(
     first = settings.stage1_epochs
     with clock.phase(Phase.STAGE1):
         stage1 = fit_stage(fitted, train, validation, (0, first), log_dir, patience, last_epoch=first)
-    with clock.phase(Phase.VALIDATION):
-        head_only = validation_check(fitted, validation)
+    head_only = stage1.kept
     result = StagesResult(
-        stage1=stage1,
+        stage1=stage1.history,
         head_only_validation_accuracy=head_only.accuracy,
         xla=bool(fitted.jit_compile),
         validation_confusion_matrix=head_only.confusion_matrix.tolist(),
@@ -266,9 +313,7 @@ def train_two_stages(
     if settings.from_scratch or settings.stage2_epochs == 0:
         return result
     stage1_weights = classifier.get_weights()
-    _fine_tune(classifier, fitted, (train, validation), settings, log_dir, clock, result)
-    with clock.phase(Phase.VALIDATION):
-        fine_tuned = validation_check(fitted, validation)
+    fine_tuned = _fine_tune(classifier, fitted, (train, validation), settings, log_dir, clock, result)
     _keep_better_stage(classifier, stage1_weights, fine_tuned, result)
     return result
 
@@ -281,7 +326,7 @@ def _fine_tune(
     log_dir: str,
     clock: PhaseClock,
     result: StagesResult,
-) -> None:
+) -> ValidationCheck:
     """Stage 2: one fit per step of the fine-tuning plan; records the plan and history in ``result``.
 
     Args:
@@ -292,18 +337,21 @@ def _fine_tune(
       log_dir: TensorBoard log folder.
       clock: Times the fits.
       result: Stage 1's result; gets ``stage2``, ``stage2_plan`` and ``stage2_trainable_layers``.
+
+    Returns:
+      The validation of the weights stage 2 ends with (its last fit's kept epoch).
     """
     train, validation = data
     first = settings.stage1_epochs
     backbone = classifier.get_layer(model_lib.BACKBONE_LAYER_NAME)
     if settings.fine_tune_schedule == "auto" and not isinstance(backbone, SavedModelBackbone):
-        _auto_fine_tune(classifier, fitted, data, settings, (log_dir, clock), result)
-        return
+        return _auto_fine_tune(classifier, fitted, data, settings, (log_dir, clock), result)
     plan = model_lib.fine_tune_plan(backbone, settings)
     result.stage2_plan = [
         PlanStep(first_layer=model_lib.layer_name(backbone, index), epochs=epochs) for index, epochs in plan
     ]
     epoch = first
+    kept = None
     for first_index, epochs in plan:
         result.stage2_trainable_layers = model_lib.unfreeze_from(classifier, first_index)
         logging.info(
@@ -324,8 +372,10 @@ def _fine_tune(
                 stage=2,
                 last_epoch=first + settings.stage2_epochs,
             )
-        result.stage2 = _joined(result.stage2, more)
+        result.stage2 = _joined(result.stage2, more.history)
+        kept = more.kept
         epoch += epochs
+    return kept if plan else validation_check(fitted, validation)
 
 
 def _auto_fine_tune(
@@ -335,14 +385,16 @@ def _auto_fine_tune(
     settings: TrainerSettings,
     log_and_clock: tuple[str, PhaseClock],
     result: StagesResult,
-) -> None:
-    """Stage 2 with ``fine_tune_schedule: auto``: the rungs choose, then the winner trains its epochs."""
+) -> ValidationCheck:
+    """Stage 2 with ``fine_tune_schedule: auto``: the rungs choose, then the winner trains its epochs (returns
+    the validation of the weights it ends with)."""
     train, validation = data
     log_dir, clock = log_and_clock
     with clock.phase(Phase.STAGE2):
         choice = auto_schedule.select(
             classifier, fitted, train, settings, lambda: validation_check(fitted, validation).accuracy
         )
+        auto_schedule.train_only_the_winner(classifier, fitted, choice, settings.xla)
         first = settings.stage1_epochs
         more = fit_stage(
             fitted,
@@ -358,7 +410,8 @@ def _auto_fine_tune(
     result.stage2_auto = choice
     result.stage2_plan = [PlanStep(first_layer=chosen.first_layer, epochs=choice.final_epochs)]
     result.stage2_trainable_layers = model_lib.unfreeze_from(classifier, chosen.first_index)
-    result.stage2 = more
+    result.stage2 = more.history
+    return more.kept
 
 
 def _keep_better_stage(

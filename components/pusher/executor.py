@@ -175,7 +175,7 @@ def on_device_files(model_dir: str, variant: tflite.TfliteVariant) -> dict[str, 
     started = time.monotonic()
     files = tflite.export_files(model_dir, variant, names)
     logging.info(
-        "TFLite (%s): %s, %.1f MB, converted in %.1f s.",
+        "TFLite (%s): %s, %.1f MB, %.1f s in the Pusher.",
         variant,
         tflite.TFLITE_FILE,
         len(files[tflite.TFLITE_FILE]) / 1e6,

@@ -12,6 +12,12 @@ Variants: ``float32`` (the SavedModel's numbers), ``float16`` (weights stored in
 half precision, half the size) and ``dynamic`` (weights quantised to int8, a third
 to a quarter of the size; activations stay float), or ``none``.
 
+The conversion can start early (:func:`convert_ahead`): the local runner starts it in a
+background thread as soon as the Trainer has exported, so it runs while the Evaluators
+judge the model (one core is free then); :func:`export_files` takes its result, or
+converts there and then when nothing was started. Either way the bytes come from the
+same :func:`convert` of the same SavedModel.
+
 TensorFlow is imported inside the functions (``components/signatures.py`` needs
 none): ``pipeline/config/pipeline_config.py`` types its ``tflite`` field with
 :data:`TfliteVariant` and validates a config without TensorFlow.
@@ -19,7 +25,11 @@ none): ``pipeline/config/pipeline_config.py`` types its ``tflite`` field with
 
 from __future__ import annotations
 
+import concurrent.futures
+import logging
 import os
+import threading
+import time
 import typing
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -36,6 +46,71 @@ LABELS_FILE = "labels.txt"
 
 class ConversionError(RuntimeError):
     """A model cannot be converted to TFLite; the message says what to do."""
+
+
+# Conversions started ahead, by (SavedModel folder, variant); export_files takes each one once.
+_AHEAD: dict[tuple[str, str], concurrent.futures.Future] = {}
+_AHEAD_LOCK = threading.Lock()
+
+
+def _key(saved_model_dir: str, variant: str) -> tuple[str, str]:
+    return os.path.abspath(saved_model_dir.rstrip("/")), variant
+
+
+def convert_ahead(saved_model_dir: str, variant: TfliteVariant) -> bool:
+    """Starts :func:`convert` in a background thread; :func:`export_files` takes the result.
+
+    The thread is not a daemon: a process that ends first waits for it, so no
+    conversion is cut off inside TensorFlow. A failed conversion raises in
+    :func:`export_files`, as it would have there.
+
+    Returns:
+      Whether a conversion was started (not for ``none``, nor twice for the same model and variant).
+    """
+    if variant == "none":
+        return False
+    key = _key(saved_model_dir, variant)
+    with _AHEAD_LOCK:
+        if key in _AHEAD:
+            return False
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        _AHEAD[key] = future
+
+    def run() -> None:
+        started = time.monotonic()
+        try:
+            future.set_result((convert(saved_model_dir, variant), time.monotonic() - started))
+        except BaseException as error:  # noqa: BLE001 (handed to whoever takes the result)
+            future.set_exception(error)
+
+    threading.Thread(target=run, name=f"tflite-{variant}", daemon=False).start()
+    logging.info("TFLite (%s): converting %s in the background.", variant, saved_model_dir)
+    return True
+
+
+def _take_ahead(saved_model_dir: str, variant: str) -> concurrent.futures.Future | None:
+    with _AHEAD_LOCK:
+        return _AHEAD.pop(_key(saved_model_dir, variant), None)
+
+
+def converted(saved_model_dir: str, variant: TfliteVariant) -> bytes:
+    """The flatbuffer: the conversion started ahead for this model and variant (waited for), else a new one.
+
+    Raises:
+      ValueError, ConversionError: As :func:`convert`.
+    """
+    ahead = _take_ahead(saved_model_dir, variant)
+    if ahead is None:
+        return convert(saved_model_dir, variant)
+    waited = time.monotonic()
+    flatbuffer, seconds = ahead.result()
+    logging.info(
+        "TFLite (%s): converted ahead in %.1f s, beside the other steps; waited %.1f s for it.",
+        variant,
+        seconds,
+        time.monotonic() - waited,
+    )
+    return flatbuffer
 
 
 def convert(saved_model_dir: str, variant: TfliteVariant) -> bytes:
@@ -83,7 +158,7 @@ def export_files(saved_model_dir: str, variant: TfliteVariant, class_names: Sequ
     if variant == "none":
         return {}
     labels = "".join(f"{name}\n" for name in class_names).encode("utf-8")
-    return {TFLITE_FILE: convert(saved_model_dir, variant), LABELS_FILE: labels}
+    return {TFLITE_FILE: converted(saved_model_dir, variant), LABELS_FILE: labels}
 
 
 def read_labels(tflite_path: str) -> list[str]:

@@ -170,6 +170,9 @@ def create_pipeline(
         # Pre-transform statistics repeat StatisticsGen's; post-transform ones describe
         # JPEG bytes. Together they were a third of Transform's time (benchmarks/README.md).
         disable_statistics=not config.transform_statistics,
+        # No step reads an analyzer cache (it pays off when analyzing many spans incrementally); writing it
+        # took about 0.4 s of Transform's time on 2k images (benchmarks/README.md, "Fixed cost").
+        disable_analyzer_cache=True,
         **_user_code(config.user_code, TRANSFORM_MODULE_FILE, "preprocessing_fn"),
     ).with_id(node_ids.TRANSFORM)
     base_model = None

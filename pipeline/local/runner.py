@@ -24,7 +24,7 @@ from pipeline.config import gate_power
 from pipeline.config.pipeline_config import PipelineConfig
 from pipeline.graph import uncached_nodes
 from pipeline.graph.pipeline import create_pipeline
-from pipeline.local import run_lock
+from pipeline.local import run_lock, tflite_ahead, user_code
 from pipeline.report.mlmd_reader import read_run_report
 from pipeline.report.run_report import RunReport
 
@@ -241,7 +241,9 @@ def run(config: PipelineConfig, wait_seconds: float = 0.0, steps: Callable[[int]
 
     Holds the pipeline root's run lock for the whole run (see ``run_lock``);
     ``wait_seconds`` is how long to wait for another run to finish (-1: no limit);
-    ``steps`` is told how many steps the pipeline has before they run. Local paths
+    ``steps`` is told how many steps the pipeline has before they run. User-code wheels
+    are unpacked rather than pip-installed (``user_code``), and the Trainer's model is
+    converted to TFLite while the Evaluators run (``tflite_ahead``). Local paths
     are made absolute first (:func:`with_absolute_paths`), so a Beam worker in another
     folder reads and writes the same files.
 
@@ -263,5 +265,6 @@ def run(config: PipelineConfig, wait_seconds: float = 0.0, steps: Callable[[int]
         if steps:
             steps(len(pipeline.components))
         # The Pusher runs every time: it pushes again if the served version was lost.
-        uncached_nodes.UncachedNodesRunner(runner, uncached_nodes.uncached_ids(pipeline)).run(pipeline)
+        with user_code.unpacked_wheels(), tflite_ahead.converting_after_trainer(config.tflite, config.model_push_dir):
+            uncached_nodes.UncachedNodesRunner(runner, uncached_nodes.uncached_ids(pipeline)).run(pipeline)
         return read_run_report(config.metadata_path, config.pipeline_name)

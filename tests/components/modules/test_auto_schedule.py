@@ -199,3 +199,42 @@ def test_auto_candidates_parse_from_the_flag_form() -> None:
     assert [(c.depth, c.learning_rate) for c in settings.auto_candidates] == [(0.5, 3e-4), (1.0, 1e-3)]
     with pytest.raises(ValueError, match="DEPTH@LEARNING_RATE"):
         _settings(auto_candidates=["0.5"])
+
+
+def _auto_run(tmp_path: object, narrow_from: int) -> tuple[list, object, list]:
+    """Stage 1 and auto with the shallow candidate made the winner: the weights, the result, and the trainable
+    variables at each fit."""
+    scores = iter([0.9, 0.1])  # rung 1: the shallow candidate, then the deep one
+    real_check = train_loop.validation_check
+    trainable: list[int] = []
+    original_fit = keras.Model.fit
+
+    def check(model: keras.Model, data: tf.data.Dataset) -> train_loop.ValidationCheck:
+        found = real_check(model, data)
+        return train_loop.ValidationCheck(next(scores, found.accuracy), found.confusion_matrix)
+
+    def recorded_fit(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        trainable.append(len(self.trainable_variables))
+        return original_fit(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(auto_schedule, "NARROW_MIN_BATCHES", narrow_from)
+        patch.setattr(train_loop, "validation_check", check)
+        patch.setattr(keras.Model, "fit", recorded_fit)
+        keras.utils.set_random_seed(0)
+        classifier = _classifier()
+        settings = _settings(stage2_epochs=2, auto_candidates=["0.25@1e-3", "1.0@1e-3"])
+        result = train_loop.train_two_stages(classifier, _data(), _data(), settings, str(tmp_path))
+    return [np.array(weight) for weight in classifier.weights], result, trainable
+
+
+def test_the_winner_trained_alone_ends_with_the_same_weights(tmp_path: object) -> None:
+    """Recompiled to train only the shallow winner's layers, its epochs give what the masked step gives."""
+    masked, masked_result, masked_trainable = _auto_run(tmp_path, 10**9)
+    narrowed, narrowed_result, narrowed_trainable = _auto_run(tmp_path, 0)
+    assert masked_result.stage2_auto.chosen.depth == narrowed_result.stage2_auto.chosen.depth == 0.25
+    assert narrowed_trainable[:-1] == masked_trainable[:-1]  # stage 1 and the rungs
+    assert narrowed_trainable[-1] < masked_trainable[-1]  # the winner's epochs: a narrower step
+    assert narrowed_result.stage2.loss == pytest.approx(masked_result.stage2.loss, rel=1e-4)
+    for before, after in zip(masked, narrowed, strict=True):
+        np.testing.assert_allclose(after, before, rtol=1e-4, atol=1e-5)

@@ -49,9 +49,9 @@ def _classifier() -> keras.Model:
 
 
 def _patch_eval(monkeypatch: pytest.MonkeyPatch, accuracies: list[float]) -> None:
-    """Each validation pass reports the next accuracy, with a matrix that tells the passes apart."""
+    """Each fit's kept validation reports the next accuracy, with a matrix that tells the fits apart."""
     checks = iter(train_loop.ValidationCheck(value, np.full((3, 3), index)) for index, value in enumerate(accuracies))
-    monkeypatch.setattr(train_loop, "validation_check", lambda *_: next(checks))
+    monkeypatch.setattr(train_loop, "kept_validation", lambda *_: next(checks))
 
 
 def test_worse_fine_tuning_restores_stage1_weights(
@@ -108,6 +108,34 @@ def test_validation_check_matches_keras_evaluate_and_counts_every_image() -> Non
     assert check.accuracy == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("patience", [0, 2])
+def test_fit_keeps_the_validation_of_the_weights_it_ends_with(tmp_path: object, patience: int) -> None:
+    """The kept epoch's matrix (from Keras's own pass after it) is what a new pass on the final weights gives."""
+    classifier = _classifier()
+    model_lib.compile_model(classifier, 0.05)  # a high rate, so epochs differ and patience restores one
+    fitted = train_loop.fit_stage(classifier, _data(), _data(batch=5), (0, 4), str(tmp_path), patience)
+    again = train_loop.validation_check(classifier, _data(batch=5))
+    assert fitted.kept.confusion_matrix.tolist() == again.confusion_matrix.tolist()
+    assert fitted.kept.confusion_matrix.sum() == 12
+    assert fitted.kept.accuracy == again.accuracy
+    best = max(fitted.history.val_accuracy) if patience else fitted.history.val_accuracy[-1]
+    assert fitted.kept.accuracy == pytest.approx(best)
+
+
+def test_confusion_accuracy_is_sparse_categorical_accuracy() -> None:
+    rng = np.random.default_rng(1)
+    labels, scores = rng.integers(0, 4, 50), rng.uniform(size=(50, 4)).astype("float32")
+    ours, keras_own = model_lib.ConfusionAccuracy(4), keras.metrics.SparseCategoricalAccuracy()
+    for start in range(0, 50, 16):  # batches, a short last one
+        ours.update_state(labels[start : start + 16], scores[start : start + 16])
+        keras_own.update_state(labels[start : start + 16], scores[start : start + 16])
+    assert float(ours.result()) == pytest.approx(float(keras_own.result()))
+    matrix = ours.matrix.numpy()
+    assert matrix.sum() == 50 and matrix[labels[0], scores[0].argmax()] >= 1
+    ours.reset_state()
+    assert ours.matrix.numpy().sum() == 0
+
+
 def test_from_scratch_trains_everything_in_one_stage(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
     backbone = model_lib.build_backbone("MobileNetV2", SIZE, "none", alpha=0.35)
     classifier = model_lib.build_classifier(backbone, "MobileNetV2", 3, 0.1, backbone_inference_mode=False)
@@ -129,9 +157,10 @@ def test_progressive_unfreezing_grows_block_by_block(monkeypatch: pytest.MonkeyP
         return names
 
     monkeypatch.setattr(model_lib, "unfreeze_from", record)
-    _patch_eval(monkeypatch, [0.5, 0.6])
+    _patch_eval(monkeypatch, [0.5, 0.52, 0.55, 0.6])  # stage 1, then each of stage 2's three fits
     config = _config(fine_tune_schedule="progressive", stage2_epochs=3, epochs_per_block=1)
     summary = train_loop.train_two_stages(classifier, _data(), _data(), config, str(tmp_path))
+    assert summary.fine_tuned_validation_accuracy == 0.6  # the last fit's: the weights stage 2 ends with
     assert len(summary.stage2_plan) == 3 and len(summary.stage2.loss) == 3
     assert unfrozen == sorted(unfrozen) and unfrozen[0] < unfrozen[-1]
     assert [step.first_layer for step in summary.stage2_plan][:2] == ["block_16_expand", "block_15_expand"]

@@ -109,3 +109,28 @@ def test_predict_tflite_without_its_file_or_labels_is_one_line(converted: dict, 
     assert result.exit_code == 1 and f"{not_tflite} is not a TFLite model" in result.output
     result = CliRunner().invoke(cli.main, ["predict", image, "--tflite", alone, "--model-dir", str(tmp_path)])
     assert result.exit_code == 2 and "Pass exactly one of --model-dir" in result.output
+
+
+def test_a_conversion_started_ahead_is_the_one_the_push_takes(
+    converted: dict, tiny_saved_classifier: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Started early, the conversion gives the push the same bytes, once; nothing started: it converts there."""
+    model_dir, classes = tiny_saved_classifier["saved_model"], tiny_saved_classifier["classes"]
+    with open(converted["float32"]["path"], "rb") as handle:
+        inline = handle.read()
+    calls = []
+    original = tflite.convert
+    monkeypatch.setattr(tflite, "convert", lambda *args: calls.append(args) or original(*args))
+    assert tflite.convert_ahead(model_dir, "float32") and not tflite.convert_ahead(model_dir + "/", "float32")
+    assert not tflite.convert_ahead(model_dir, "none")
+    assert tflite.export_files(model_dir, "float32", classes)[tflite.TFLITE_FILE] == inline
+    assert len(calls) == 1  # the background one: the push waited for it instead of converting again
+    assert tflite.export_files(model_dir, "float32", classes)[tflite.TFLITE_FILE] == inline
+    assert len(calls) == 2  # taken once: a second push converts itself
+
+
+def test_a_failed_conversion_ahead_fails_the_push_as_it_would_have(tmp_path: object) -> None:
+    empty = str(tmp_path)
+    assert tflite.convert_ahead(empty, "float16")
+    with pytest.raises(OSError, match="SavedModel file does not exist"):
+        tflite.export_files(empty, "float16", ["a", "b"])
