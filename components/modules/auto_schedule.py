@@ -265,10 +265,12 @@ NARROW_MIN_BATCHES = 100
 def train_only_the_winner(classifier: keras.Model, fitted: keras.Model, choice: AutoChoice, jit: bool) -> bool:
     """Recompiles ``fitted`` so that only the winner's layers are trainable, keeping its optimizer state.
 
-    Its numbers do not change: Adam updates each variable from its own gradient and
-    moments, the gradients of the layers the winner trains do not depend on whether
-    the layers below them are trainable, and the masked ones it drops had zero
-    gradients and zero moments. Only the step gets cheaper, so it is done only when
+    In float32 its numbers do not change (tested): Adam updates each variable from its
+    own gradient and moments, the gradients of the layers the winner trains do not
+    depend on whether the layers below them are trainable, and the masked ones it drops
+    had zero gradients and zero moments. Under mixed precision one difference remains:
+    the loss scale no longer sees the dropped layers' gradients, so a float16 overflow
+    there no longer skips a step. Only the step gets cheaper, so it is done only when
     enough batches are left to pay for the new trace (:data:`NARROW_MIN_BATCHES`).
 
     Returns:

@@ -54,6 +54,8 @@ class EpochMatrices(keras.callbacks.Callback):
         self.by_epoch: dict[int, np.ndarray] = {}
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:  # noqa: D102
+        if "val_accuracy" not in (logs or {}):
+            return  # no validation pass this epoch: the metric holds the training batches
         # Keras builds the compiled metrics in the first step, so the metric is looked up now.
         metric = model_lib.confusion_accuracy(self.model)
         if metric is None:

@@ -60,9 +60,11 @@ def _key(saved_model_dir: str, variant: str) -> tuple[str, str]:
 def convert_ahead(saved_model_dir: str, variant: TfliteVariant) -> bool:
     """Starts :func:`convert` in a background thread; :func:`export_files` takes the result.
 
-    The thread is not a daemon: a process that ends first waits for it, so no
-    conversion is cut off inside TensorFlow. A failed conversion raises in
-    :func:`export_files`, as it would have there.
+    The thread is not a daemon: a process that ends first waits for it (at most the
+    conversion's few seconds), so no conversion is cut off inside TensorFlow. If it
+    fails, :func:`converted` converts again where the push needs it, so a push fails
+    only as it would have without it. A result nobody takes is dropped with
+    :func:`discard_ahead`.
 
     Returns:
       Whether a conversion was started (not for ``none``, nor twice for the same model and variant).
@@ -93,8 +95,17 @@ def _take_ahead(saved_model_dir: str, variant: str) -> concurrent.futures.Future
         return _AHEAD.pop(_key(saved_model_dir, variant), None)
 
 
+def discard_ahead(saved_model_dir: str, variant: str) -> bool:
+    """Forgets a conversion started ahead that no push took (a refused or held-back model); returns whether
+    there was one. A thread still running finishes, and its result is then freed."""
+    return _take_ahead(saved_model_dir, variant) is not None
+
+
 def converted(saved_model_dir: str, variant: TfliteVariant) -> bytes:
     """The flatbuffer: the conversion started ahead for this model and variant (waited for), else a new one.
+
+    A conversion ahead that failed is tried again here (it may have failed for want of
+    memory beside the Evaluators); a model that cannot be converted fails the same way.
 
     Raises:
       ValueError, ConversionError: As :func:`convert`.
@@ -103,7 +114,11 @@ def converted(saved_model_dir: str, variant: TfliteVariant) -> bytes:
     if ahead is None:
         return convert(saved_model_dir, variant)
     waited = time.monotonic()
-    flatbuffer, seconds = ahead.result()
+    try:
+        flatbuffer, seconds = ahead.result()
+    except Exception as error:  # noqa: BLE001 (converted again below; a real problem raises there)
+        logging.warning("TFLite (%s): the conversion ahead failed (%s); converting again.", variant, error)
+        return convert(saved_model_dir, variant)
     logging.info(
         "TFLite (%s): converted ahead in %.1f s, beside the other steps; waited %.1f s for it.",
         variant,

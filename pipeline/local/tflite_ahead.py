@@ -46,28 +46,39 @@ def start_after_trainer(execution_info: Any, variant: tflite.TfliteVariant, push
     Returns:
       Whether a conversion was started.
     """
-    models = (execution_info.output_dict.get("model") or []) if execution_info else []
-    if variant == "none" or not models:
+    model_dir = _model_dir(execution_info)
+    if variant == "none" or not model_dir:
         return False
-    model_dir = path_utils.serving_model_path(
-        models[0].uri, path_utils.is_old_model_artifact(models[0])
-    )  # as the Pusher's GetModelPath
     if not os.path.isdir(model_dir) or _served_already(model_dir, push_dir):
         return False
     return tflite.convert_ahead(model_dir, variant)
 
 
+def _model_dir(execution_info: Any) -> str:
+    """The SavedModel folder of a Trainer execution's model, as the Pusher's ``GetModelPath`` finds it."""
+    models = (execution_info.output_dict.get("model") or []) if execution_info else []
+    if not models:
+        return ""
+    return path_utils.serving_model_path(models[0].uri, path_utils.is_old_model_artifact(models[0]))
+
+
 @contextlib.contextmanager
 def converting_after_trainer(variant: tflite.TfliteVariant, push_dir: str) -> Iterator[None]:
-    """While the block runs, a Trainer launched in this process starts its model's TFLite conversion."""
+    """While the block runs, a Trainer launched in this process starts its model's TFLite conversion.
+
+    When the block ends, a conversion no push took (the gate refused the model, or the
+    Pusher held it back) is discarded.
+    """
     original = launcher.Launcher.launch
+    started: list[str] = []
 
     def launch(self: launcher.Launcher) -> Any:
         info = original(self)
         node_id = self._pipeline_node.node_info.id  # noqa: SLF001 (the launcher keeps its node there)
         if node_id == node_ids.TRAINER and _ran(info):
             try:
-                start_after_trainer(info, variant, push_dir)
+                if start_after_trainer(info, variant, push_dir):
+                    started.append(_model_dir(info))
             except Exception:  # noqa: BLE001 (an optimisation: the Pusher converts itself)
                 logging.warning("Could not start the TFLite conversion early; the Pusher converts.", exc_info=True)
         return info
@@ -76,7 +87,11 @@ def converting_after_trainer(variant: tflite.TfliteVariant, push_dir: str) -> It
     try:
         yield
     finally:
-        launcher.Launcher.launch = original
+        if launcher.Launcher.launch is launch:  # not another run's wrapper, installed since
+            launcher.Launcher.launch = original
+        for model_dir in started:
+            if tflite.discard_ahead(model_dir, variant):
+                logging.info("TFLite (%s): the conversion of %s was not pushed; discarded.", variant, model_dir)
 
 
 def _ran(info: Any) -> bool:

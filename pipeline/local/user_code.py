@@ -9,7 +9,7 @@ the Transform, once in the Trainer) it runs ``pip install --target <new temp fol
 0.6 s each, 2.4 s of a 2k-image run (benchmarks/README.md, "Fixed cost").
 
 Such a wheel is pure Python modules (``py_modules`` in TFX's ephemeral setup.py) with
-no dependencies, scripts or data files, so unpacking it into the folder is what pip
+no dependencies (no ``Requires-Dist``), scripts or data files, so unpacking it into the folder is what pip
 leaves there, less pip's own bookkeeping in the ``.dist-info`` folder (``INSTALLER``,
 ``REQUESTED``, ``direct_url.json`` and the rewritten ``RECORD``) and bytecode
 (tests/pipeline/local/test_user_code.py compares the two). Anything else (a
@@ -32,11 +32,16 @@ _NOT_PLAIN = (".data/",)
 
 
 def _plain_wheel(path: str) -> bool:
-    """Whether ``path`` is a local wheel whose members all land in the target folder as they are."""
+    """Whether ``path`` is a local wheel with no dependencies whose members all land in the target folder
+    as they are."""
     if not path.endswith(".whl") or not os.path.isfile(path):
         return False
     with zipfile.ZipFile(path) as wheel:
-        return not any(marker in name for name in wheel.namelist() for marker in _NOT_PLAIN)
+        names = wheel.namelist()
+        if any(marker in name for name in names for marker in _NOT_PLAIN):
+            return False
+        metadata = [name for name in names if name.endswith(".dist-info/METADATA")]
+        return not any(b"Requires-Dist:" in wheel.read(name) for name in metadata)
 
 
 def unpack_to_temp_directory(pip_dependency: str, temp_dir: str | None = None) -> str:
@@ -64,8 +69,10 @@ _PIP_INSTALL = udf_utils.install_to_temp_directory
 @contextlib.contextmanager
 def unpacked_wheels() -> Iterator[None]:
     """While the block runs, TFX executors in this process unpack user-code wheels instead of pip-installing."""
+    previous = udf_utils.install_to_temp_directory
     udf_utils.install_to_temp_directory = unpack_to_temp_directory
     try:
         yield
     finally:
-        udf_utils.install_to_temp_directory = _PIP_INSTALL
+        if udf_utils.install_to_temp_directory is unpack_to_temp_directory:
+            udf_utils.install_to_temp_directory = previous

@@ -134,3 +134,21 @@ def test_a_failed_conversion_ahead_fails_the_push_as_it_would_have(tmp_path: obj
     assert tflite.convert_ahead(empty, "float16")
     with pytest.raises(OSError, match="SavedModel file does not exist"):
         tflite.export_files(empty, "float16", ["a", "b"])
+
+
+def test_a_conversion_ahead_that_failed_is_tried_again_in_the_push(
+    tiny_saved_classifier: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A conversion that failed beside the Evaluators (say, for memory) does not fail the push by itself."""
+    model_dir = tiny_saved_classifier["saved_model"]
+    attempts = iter([MemoryError("beside the Evaluator"), b"flatbuffer"])
+
+    def flaky(*_: object) -> bytes:
+        outcome = next(attempts)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(tflite, "convert", flaky)
+    assert tflite.convert_ahead(model_dir, "dynamic")
+    assert tflite.converted(model_dir, "dynamic") == b"flatbuffer"

@@ -43,22 +43,40 @@ def test_started_on_the_exported_model_unless_none_or_already_served(
     assert len(started) == 1
 
 
-def test_not_started_for_a_cached_trainer(tmp_path: object, started: list) -> None:
-    """A cached launch's info names new output artifacts that nothing wrote."""
+def _model_at(tiny_saved_classifier: dict, uri: str) -> str:
+    shutil.copytree(tiny_saved_classifier["saved_model"], os.path.join(uri, "Format-Serving"))
+    return os.path.join(uri, "Format-Serving")
+
+
+def _launching(infos: list, variant: str, push_dir: str) -> None:
+    """Launches a Trainer node once per info inside ``converting_after_trainer``."""
     original = tflite_ahead.launcher.Launcher.launch
+    queue = iter(infos)
+    tflite_ahead.launcher.Launcher.launch = lambda self: next(queue)
     node = types.SimpleNamespace(node_info=types.SimpleNamespace(id="Trainer"))
-    infos = iter([_trainer_info(str(tmp_path), ran=False), _trainer_info(str(tmp_path / "none"))])
-
-    def fake_launch(self: object) -> object:
-        return next(infos)
-
-    tflite_ahead.launcher.Launcher.launch = fake_launch
     try:
-        with tflite_ahead.converting_after_trainer("float32", str(tmp_path / "serving")):
-            step = types.SimpleNamespace(_pipeline_node=node)
-            tflite_ahead.launcher.Launcher.launch(step)  # cached: nothing to convert
-            tflite_ahead.launcher.Launcher.launch(step)  # ran, but its model folder is missing
-        assert tflite_ahead.launcher.Launcher.launch is fake_launch
+        with tflite_ahead.converting_after_trainer(variant, push_dir):
+            for _ in infos:
+                tflite_ahead.launcher.Launcher.launch(types.SimpleNamespace(_pipeline_node=node))
     finally:
         tflite_ahead.launcher.Launcher.launch = original
+
+
+def test_not_started_for_a_cached_trainer(tiny_saved_classifier: dict, tmp_path: object, started: list) -> None:
+    """A cached launch's info has no executor output URI (its output artifacts are new ones nothing wrote)."""
+    uri = str(tmp_path / "cached")
+    _model_at(tiny_saved_classifier, uri)  # a model there, so only the cached check can refuse it
+    _launching([_trainer_info(uri, ran=False)], "float32", str(tmp_path / "serving"))
     assert started == []
+
+
+def test_a_trainer_launch_starts_it_and_an_untaken_result_is_discarded(
+    tiny_saved_classifier: dict, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = str(tmp_path / "ran")
+    model_dir = _model_at(tiny_saved_classifier, uri)
+    monkeypatch.setattr(tflite, "convert", lambda *args: b"flatbuffer")
+    original = tflite_ahead.launcher.Launcher.launch
+    _launching([_trainer_info(uri)], "dynamic", str(tmp_path / "serving"))  # nothing takes it: the gate refused
+    assert tflite_ahead.launcher.Launcher.launch is original
+    assert not tflite.discard_ahead(model_dir, "dynamic")  # already dropped when the run ended

@@ -65,3 +65,15 @@ def test_anything_but_a_plain_wheel_goes_to_pip(monkeypatch: pytest.MonkeyPatch,
     assert user_code.unpack_to_temp_directory("setuptools==70.0", str(tmp_path)) == "x"
     assert user_code.unpack_to_temp_directory(os.path.join(str(tmp_path), "missing.whl")) == "x"
     assert ran == ["setuptools==70.0", os.path.join(str(tmp_path), "missing.whl")]
+
+
+def test_a_wheel_with_dependencies_goes_to_pip(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    import zipfile
+
+    path = os.path.join(str(tmp_path), "dep-0.0-py3-none-any.whl")
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr("dep_mod.py", "")
+        wheel.writestr("dep-0.0.dist-info/METADATA", "Name: dep\nVersion: 0.0\nRequires-Dist: numpy\n")
+    ran = []
+    monkeypatch.setattr(user_code, "_PIP_INSTALL", lambda dependency, temp_dir=None: ran.append(dependency) or "x")
+    assert user_code.unpack_to_temp_directory(path, str(tmp_path)) == "x" and ran == [path]
