@@ -16,6 +16,7 @@ from tfx_bsl.public import tfxio
 from components.modules import features, train_data, train_loop, training_setup
 from components.modules import model as model_lib
 from components.modules.settings import TrainerSettings
+from pipeline.demo import demo
 
 SIZE = 32
 
@@ -108,18 +109,44 @@ def test_validation_check_matches_keras_evaluate_and_counts_every_image() -> Non
     assert check.accuracy == pytest.approx(expected)
 
 
+class _SpoilLastEpoch(keras.callbacks.Callback):
+    """Before the last epoch: the head always answers class 0, and nothing trains (1/3 on these images)."""
+
+    def __init__(self, last: int) -> None:
+        super().__init__()
+        self._last = last
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch == self._last:
+            head = self.model.layers[-1]
+            kernel, bias = head.get_weights()
+            head.set_weights([np.zeros_like(kernel), np.eye(len(bias), dtype=bias.dtype)[0]])
+            self.model.optimizer.learning_rate.assign(0.0)
+
+
 @pytest.mark.parametrize("patience", [0, 2])
 def test_fit_keeps_the_validation_of_the_weights_it_ends_with(tmp_path: object, patience: int) -> None:
-    """The kept epoch's matrix (from Keras's own pass after it) is what a new pass on the final weights gives."""
-    classifier = _classifier()
-    model_lib.compile_model(classifier, 0.05)  # a high rate, so epochs differ and patience restores one
-    fitted = train_loop.fit_stage(classifier, _data(), _data(batch=5), (0, 4), str(tmp_path), patience)
-    again = train_loop.validation_check(classifier, _data(batch=5))
+    """The kept epoch's matrix (from Keras's own pass after it) is what a new pass on the final weights gives:
+    the last epoch's, or with patience the restored best epoch's (the last one is made the worst)."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(12) % 3
+    images = (rng.uniform(0, 30, (12, SIZE, SIZE, 3)) + labels[:, None, None, None] * 100).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(5)  # a short last batch
+    backbone = model_lib.build_backbone("MobileNetV2", SIZE, demo.SHIPPED_WEIGHTS, alpha=demo.ALPHA)
+    classifier = model_lib.build_classifier(backbone, "MobileNetV2", 3, dropout=0.0)
+    model_lib.freeze_backbone(classifier)  # the head alone separates three brightness levels in a few epochs
+    model_lib.compile_model(classifier, 0.1)
+    fitted = train_loop.fit_stage(
+        classifier, data, data, (0, 6), str(tmp_path), patience + 4 * bool(patience), (_SpoilLastEpoch(5),)
+    )
+    history = fitted.history.val_accuracy
+    assert len(history) == 6 and history[-1] == pytest.approx(1 / 3)
+    assert max(history[:-1]) > history[-1]  # an earlier epoch was better: with patience, it is restored
+    again = train_loop.validation_check(classifier, data)
     assert fitted.kept.confusion_matrix.tolist() == again.confusion_matrix.tolist()
     assert fitted.kept.confusion_matrix.sum() == 12
     assert fitted.kept.accuracy == again.accuracy
-    best = max(fitted.history.val_accuracy) if patience else fitted.history.val_accuracy[-1]
-    assert fitted.kept.accuracy == pytest.approx(best)
+    assert fitted.kept.accuracy == pytest.approx(max(history) if patience else history[-1])
 
 
 def test_confusion_accuracy_is_sparse_categorical_accuracy() -> None:
