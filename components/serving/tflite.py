@@ -37,6 +37,10 @@ from typing import Any, Literal
 import numpy as np
 
 from components import signatures
+from components.modules import log_names
+
+# Where the conversion ran goes to the run's log file; the Pusher's console line says what was written.
+_file_log = logging.getLogger(f"{log_names.FILE_ONLY_PREFIX}.tflite")
 
 TfliteVariant = Literal["none", "float32", "float16", "dynamic"]
 VARIANTS: tuple[str, ...] = typing.get_args(TfliteVariant)
@@ -86,7 +90,7 @@ def convert_ahead(saved_model_dir: str, variant: TfliteVariant) -> bool:
             future.set_exception(error)
 
     threading.Thread(target=run, name=f"tflite-{variant}", daemon=False).start()
-    logging.info("TFLite (%s): converting %s in the background.", variant, saved_model_dir)
+    _file_log.info("TFLite (%s): converting %s in the background.", variant, saved_model_dir)
     return True
 
 
@@ -119,7 +123,7 @@ def converted(saved_model_dir: str, variant: TfliteVariant) -> bytes:
     except Exception as error:  # noqa: BLE001 (converted again below; a real problem raises there)
         logging.warning("TFLite (%s): the conversion ahead failed (%s); converting again.", variant, error)
         return convert(saved_model_dir, variant)
-    logging.info(
+    _file_log.info(
         "TFLite (%s): converted ahead in %.1f s, beside the other steps; waited %.1f s for it.",
         variant,
         seconds,

@@ -25,9 +25,12 @@ from typing import Any
 from tfx.orchestration.portable import launcher
 from tfx.utils import path_utils
 
+from components.modules import log_names
 from components.serving import repository as serving_dir
 from components.serving import tflite
 from pipeline.graph import node_ids
+
+_file_log = logging.getLogger(f"{log_names.FILE_ONLY_PREFIX}.tflite")
 
 
 def _served_already(model_dir: str, push_dir: str) -> bool:
@@ -91,7 +94,7 @@ def converting_after_trainer(variant: tflite.TfliteVariant, push_dir: str) -> It
             launcher.Launcher.launch = original
         for model_dir in started:
             if tflite.discard_ahead(model_dir, variant):
-                logging.info("TFLite (%s): the conversion of %s was not pushed; discarded.", variant, model_dir)
+                _file_log.info("TFLite (%s): the conversion of %s was not pushed; discarded.", variant, model_dir)
 
 
 def _ran(info: Any) -> bool:

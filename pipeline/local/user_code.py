@@ -27,6 +27,11 @@ from collections.abc import Iterator
 
 from tfx.components.util import udf_utils
 
+from components.modules import log_names
+
+# The run's log file only: the console shows steps, not how their code was loaded.
+_file_log = logging.getLogger(f"{log_names.FILE_ONLY_PREFIX}.user_code")
+
 # Wheel members that pip would install somewhere other than the target folder itself.
 _NOT_PLAIN = (".data/",)
 
@@ -59,7 +64,7 @@ def unpack_to_temp_directory(pip_dependency: str, temp_dir: str | None = None) -
     temp_dir = temp_dir or tempfile.mkdtemp()
     with zipfile.ZipFile(pip_dependency) as wheel:
         wheel.extractall(temp_dir)  # zipfile drops absolute paths and ".." parts
-    logging.info("Unpacked user code %s into %s.", os.path.basename(pip_dependency), temp_dir)
+    _file_log.info("Unpacked user code %s into %s.", os.path.basename(pip_dependency), temp_dir)
     return temp_dir
 
 
