@@ -210,8 +210,8 @@ class AtomicPusherExecutor(tfx_pusher_executor.Executor):
             self._MarkNotPushed(pushed)
             pushed.set_string_custom_property(NOT_PUSHED_REASON, reason)
             return
-        newest = serving_dir.newest_model_dir(base)
-        if newest and serving_dir.model_fingerprint(newest) == serving_dir.model_fingerprint(model_dir):
+        newest = serving_dir.serving_already(base, model_dir)
+        if newest:
             serving_path, outcome = newest, ALREADY_SERVED
             logging.info("The newest version %s already serves this model; nothing copied.", serving_path)
         else:

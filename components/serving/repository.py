@@ -75,6 +75,15 @@ def newest_model_dir(base: str) -> str | None:
     return None
 
 
+def serving_already(base: str, model_dir: str) -> str | None:
+    """The newest version folder under ``base`` if it holds the same model as ``model_dir``, else None
+    (the Pusher copies nothing then)."""
+    newest = newest_model_dir(base)
+    if newest and model_fingerprint(newest) == model_fingerprint(model_dir):
+        return newest
+    return None
+
+
 def model_fingerprint(model_dir: str) -> str:
     """SHA-256 over the graph and the variables (they change with any weight)."""
     digest = hashlib.sha256()

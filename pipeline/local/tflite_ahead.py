@@ -33,11 +33,6 @@ from pipeline.graph import node_ids
 _file_log = logging.getLogger(f"{log_names.FILE_ONLY_PREFIX}.tflite")
 
 
-def _served_already(model_dir: str, push_dir: str) -> bool:
-    newest = serving_dir.newest_model_dir(push_dir)
-    return bool(newest) and serving_dir.model_fingerprint(newest) == serving_dir.model_fingerprint(model_dir)
-
-
 def start_after_trainer(execution_info: Any, variant: tflite.TfliteVariant, push_dir: str) -> bool:
     """Starts the conversion of the model a Trainer execution just exported.
 
@@ -52,7 +47,7 @@ def start_after_trainer(execution_info: Any, variant: tflite.TfliteVariant, push
     model_dir = _model_dir(execution_info)
     if variant == "none" or not model_dir:
         return False
-    if not os.path.isdir(model_dir) or _served_already(model_dir, push_dir):
+    if not os.path.isdir(model_dir) or serving_dir.serving_already(push_dir, model_dir):
         return False
     return tflite.convert_ahead(model_dir, variant)
 
